@@ -1,0 +1,75 @@
+"""Reading thread, namespace and checkpoint ids out of a ``RunnableConfig``.
+
+Upstream indexes ``config["configurable"]["thread_id"]`` directly, so a malformed config surfaces
+as a bare ``KeyError: 'thread_id'``. Here it is an :class:`InvalidInputError` (a ``ValueError``)
+that says which key is missing and for which call, raised before anything touches the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+
+from ..errors import InvalidInputError
+
+__all__ = ["Target", "configurable_of", "read_target", "text_id"]
+
+
+@dataclass(frozen=True)
+class Target:
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str | None
+
+
+def configurable_of(config: RunnableConfig | None, op: str) -> Mapping[str, Any]:
+    if not isinstance(config, Mapping):
+        raise InvalidInputError(f"{op}: config must be a dict, got {type(config).__name__}")
+    configurable = config.get("configurable")
+    if not isinstance(configurable, Mapping):
+        raise InvalidInputError(
+            f"{op}: config has no 'configurable' dict; pass "
+            "{'configurable': {'thread_id': ...}}"
+        )
+    return configurable
+
+
+def text_id(value: Any, what: str, op: str) -> str:
+    """Ids as text, as upstream's callers pass them (``str(uuid)`` and ints included)."""
+    if value is None or isinstance(value, (bytes, bytearray, Mapping, list, tuple)):
+        raise InvalidInputError(f"{op}: {what} must be a string, got {value!r}")
+    text = value if isinstance(value, str) else str(value)
+    if "\x00" in text:
+        # A text column cannot hold NUL; say so instead of failing inside the driver.
+        raise InvalidInputError(f"{op}: {what} must not contain NUL characters: {text!r}")
+    return text
+
+
+def read_target(
+    config: RunnableConfig | None,
+    op: str,
+    *,
+    require_ns: bool = False,
+    require_checkpoint_id: bool = False,
+) -> Target:
+    configurable = configurable_of(config, op)
+    if "thread_id" not in configurable:
+        raise InvalidInputError(
+            f"{op}: config['configurable'] has no 'thread_id'; every checkpoint belongs to a "
+            "thread, e.g. {'configurable': {'thread_id': '1'}}"
+        )
+    thread_id = text_id(configurable["thread_id"], "thread_id", op)
+    if require_ns and "checkpoint_ns" not in configurable:
+        raise InvalidInputError(
+            f"{op}: config['configurable'] has no 'checkpoint_ns' (use '' for the root graph)"
+        )
+    ns_value = configurable.get("checkpoint_ns")
+    checkpoint_ns = "" if ns_value is None else text_id(ns_value, "checkpoint_ns", op)
+    raw_id = configurable.get("checkpoint_id")
+    if require_checkpoint_id and not raw_id:
+        raise InvalidInputError(f"{op}: config['configurable'] has no 'checkpoint_id'")
+    checkpoint_id = text_id(raw_id, "checkpoint_id", op) if raw_id else None
+    return Target(thread_id, checkpoint_ns, checkpoint_id)

@@ -1,0 +1,435 @@
+"""``AsyncSQLAlchemySaver``: LangGraph's checkpoint saver on a host's SQLAlchemy ``AsyncEngine``.
+
+It reads and writes the very rows of ``langgraph-checkpoint-postgres``'s ``AsyncPostgresSaver``
+(one database can serve both, alternately). This class is thin on purpose: it validates input,
+serializes, and hands each call to :class:`~langgraph_sqlalchemy.database.Database`, which runs it
+on its own pooled connection in one transaction (retrying transient failures). There is no
+instance-wide lock: concurrent calls on one saver run in parallel, and ``alist`` holds a
+connection only while it fetches one page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ..database import Database, RetryPolicy
+from ..errors import InvalidInputError
+from ..loop_bridge import LoopBridge
+from ..schema import get_tables
+from .configs import read_target, text_id
+from .delta_history import load_delta_channel_history
+from .prune import PRUNE_STRATEGIES, prune_threads
+from .repository import ListFilter, PageKey, repository_for
+from .serialization import (
+    CheckpointRow,
+    blob_rows,
+    clean_metadata,
+    dump_json,
+    load_checkpoint_tuple,
+    split_channel_values,
+    stored_metadata,
+    write_rows,
+)
+
+__all__ = ["AsyncSQLAlchemySaver"]
+
+# Rows per alist round trip: big enough that a full-history listing costs few round trips, small
+# enough that a page (with its blobs) is a bounded amount of memory.
+LIST_PAGE_SIZE = 100
+
+
+class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
+    """Checkpoints in PostgreSQL through a SQLAlchemy ``AsyncEngine`` (or a host connection).
+
+    ``AsyncSQLAlchemySaver(engine)`` shares the host's engine and pool (never disposed here);
+    ``AsyncSQLAlchemySaver(conn)`` joins the host's transaction on that ``AsyncConnection``
+    (each call in a savepoint; the host commits). ``schema`` places the tables in that Postgres
+    schema. Call :meth:`setup` once (or run the migrations CLI) before first use.
+    """
+
+    def __init__(
+        self,
+        engine_or_conn: AsyncEngine | AsyncConnection,
+        *,
+        serde: SerializerProtocol | None = None,
+        schema: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        super().__init__(serde=serde)
+        self.db = Database(engine_or_conn, retry=retry)
+        self.schema = schema
+        self.tables = get_tables(schema)
+        self.repository = repository_for(schema)
+        self._bridge = LoopBridge(type(self).__name__)
+
+    @classmethod
+    @asynccontextmanager
+    async def from_conn_string(
+        cls,
+        conn_string: str,
+        *,
+        serde: SerializerProtocol | None = None,
+        schema: str | None = None,
+        pool_config: Mapping[str, Any] | None = None,
+        pgbouncer: bool = False,
+        **engine_kwargs: Any,
+    ) -> AsyncIterator[AsyncSQLAlchemySaver]:
+        """A saver on an engine of its own for ``conn_string``, disposed on exit.
+
+        ``postgresql://`` URLs (libpq style, as upstream takes them) run on asyncpg.
+        """
+        from ..engine import create_engine
+
+        engine = create_engine(
+            conn_string, pool_config=pool_config, pgbouncer=pgbouncer, **engine_kwargs
+        )
+        try:
+            yield cls(engine, serde=serde, schema=schema)
+        finally:
+            await engine.dispose()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the sync methods hand their work to."""
+        return self._bridge.loop
+
+    async def setup(self) -> None:
+        """Migrate the schema to head (idempotent; safe from many processes at once)."""
+        from .. import migrations
+
+        self._bridge.bind()
+        await migrations.upgrade(self.db.bind, schema=self.schema)
+
+    # --- reads ------------------------------------------------------------------------------------
+
+    def _load(self, row: CheckpointRow) -> CheckpointTuple:
+        return load_checkpoint_tuple(
+            self.serde, row, first_version=self.get_next_version(None, None)
+        )
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """The checkpoint of ``config``, or the thread's newest in its namespace."""
+        self._bridge.bind()
+        target = read_target(config, "aget_tuple")
+        rows = await self.db.fetch(
+            self.repository.select_checkpoint_tuple(
+                target.thread_id, target.checkpoint_ns, target.checkpoint_id
+            ),
+            op="aget_tuple",
+        )
+        return self._load(CheckpointRow.from_result(rows[0])) if rows else None
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        """Checkpoints newest first, fetched a page at a time.
+
+        Each page is its own short database call, so a slow consumer holds no connection and
+        a long history is never in memory at once.
+        """
+        self._bridge.bind()
+        where = self._list_filter(config, filter, before)
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int):
+                raise InvalidInputError(f"alist: limit must be an int, got {limit!r}")
+            if limit <= 0:
+                return
+        remaining = limit
+        after: PageKey | None = None
+        while True:
+            page_size = LIST_PAGE_SIZE if remaining is None else min(LIST_PAGE_SIZE, remaining)
+            # One row more than the page tells whether another page exists, without a last
+            # query that comes back empty; not needed when the page finishes the limit.
+            probe = 0 if remaining is not None and remaining <= LIST_PAGE_SIZE else 1
+            page = await self.db.fetch(
+                self.repository.select_checkpoint_page(
+                    where, after=after, limit=page_size + probe
+                ),
+                op="alist",
+            )
+            more = len(page) > page_size
+            rows = [CheckpointRow.from_result(record) for record in page[:page_size]]
+            del page
+            for row in rows:
+                yield self._load(row)
+            if remaining is not None:
+                remaining -= len(rows)
+                if remaining <= 0:
+                    return
+            if not more:
+                return
+            last = rows[-1]
+            after = (last.checkpoint_id, last.thread_id, last.checkpoint_ns)
+
+    @staticmethod
+    def _list_filter(
+        config: RunnableConfig | None,
+        filter: Mapping[str, Any] | None,
+        before: RunnableConfig | None,
+    ) -> ListFilter:
+        thread_id = checkpoint_ns = checkpoint_id = None
+        if config:
+            target = read_target(config, "alist")
+            thread_id = target.thread_id
+            checkpoint_id = target.checkpoint_id
+            if config["configurable"].get("checkpoint_ns") is not None:
+                checkpoint_ns = target.checkpoint_ns
+        metadata_json = None
+        if filter:
+            if not isinstance(filter, Mapping):
+                raise InvalidInputError(f"alist: filter must be a dict, got {filter!r}")
+            # Stored metadata had NUL stripped; the filter is matched the same way.
+            metadata_json = dump_json(clean_metadata(filter), what="alist filter")
+        before_id = None
+        if before is not None:
+            raw = before.get("configurable", {}).get("checkpoint_id")
+            before_id = text_id(raw, "before checkpoint_id", "alist") if raw else None
+        return ListFilter(thread_id, checkpoint_ns, checkpoint_id, metadata_json, before_id)
+
+    # --- writes -----------------------------------------------------------------------------------
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Save ``checkpoint`` (child of the config's ``checkpoint_id``) in one statement."""
+        self._bridge.bind()
+        target = read_target(config, "aput", require_ns=True)
+        if not isinstance(checkpoint, Mapping) or "id" not in checkpoint:
+            raise InvalidInputError("aput: checkpoint must be a Checkpoint dict with an 'id'")
+        checkpoint_id = text_id(checkpoint["id"], "checkpoint['id']", "aput")
+        stored, blob_values = split_channel_values(checkpoint)
+        blobs = blob_rows(self.serde, blob_values, new_versions)
+        checkpoint_json = dump_json(stored, what="checkpoint")
+        metadata_json = dump_json(stored_metadata(config, metadata), what="checkpoint metadata")
+
+        statement = self.repository.upsert_checkpoint(
+            thread_id=target.thread_id,
+            checkpoint_ns=target.checkpoint_ns,
+            checkpoint_id=checkpoint_id,
+            parent_checkpoint_id=target.checkpoint_id,
+            checkpoint_json=checkpoint_json,
+            metadata_json=metadata_json,
+            blobs=blobs,
+        )
+        await self.db.fetch(statement, op="aput")
+        return {
+            "configurable": {
+                "thread_id": target.thread_id,
+                "checkpoint_ns": target.checkpoint_ns,
+                "checkpoint_id": checkpoint_id,
+            }
+        }
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Save a task's writes to the config's checkpoint in one statement.
+
+        Only special channels (errors, interrupts, ...): rows upsert, the latest wins.
+        Otherwise existing rows win, so a retried task cannot change what was recorded.
+        """
+        self._bridge.bind()
+        target = read_target(config, "aput_writes", require_ns=True, require_checkpoint_id=True)
+        assert target.checkpoint_id is not None
+        task = text_id(task_id, "task_id", "aput_writes")
+        path = text_id(task_path or "", "task_path", "aput_writes")
+        if not writes:
+            return
+        rows = write_rows(self.serde, writes)
+        replace = all(channel in WRITES_IDX_MAP for channel, _ in writes)
+        statement = self.repository.insert_writes(
+            thread_id=target.thread_id,
+            checkpoint_ns=target.checkpoint_ns,
+            checkpoint_id=target.checkpoint_id,
+            task_id=task,
+            task_path=path,
+            rows=rows,
+            replace=replace,
+        )
+        await self.db.fetch(statement, op="aput_writes")
+
+    # --- maintenance ------------------------------------------------------------------------------
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        """Delete every checkpoint, blob and write of the thread (all namespaces), atomically."""
+        self._bridge.bind()
+        tid = text_id(thread_id, "thread_id", "adelete_thread")
+
+        async def work(conn: AsyncConnection) -> None:
+            await self.repository.delete_threads(conn, [tid])
+
+        await self.db.run(work, op="adelete_thread", single_statement=True)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints of these runs (``metadata.run_id``), their writes, and the
+        blobs no remaining checkpoint refers to."""
+        self._bridge.bind()
+        if isinstance(run_ids, str):
+            raise TypeError("run_ids must be a sequence of run IDs, not a str")
+        ids = [text_id(r, "run_id", "adelete_for_runs") for r in run_ids]
+        if not ids:
+            return
+
+        async def work(conn: AsyncConnection) -> None:
+            await self.repository.delete_for_runs(conn, ids)
+
+        await self.db.run(work, op="adelete_for_runs")
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every checkpoint, blob and write of one thread to another (one statement)."""
+        self._bridge.bind()
+        source = text_id(source_thread_id, "source_thread_id", "acopy_thread")
+        target = text_id(target_thread_id, "target_thread_id", "acopy_thread")
+        if source == target:
+            return
+
+        async def work(conn: AsyncConnection) -> None:
+            await self.repository.copy_thread(conn, source, target)
+
+        await self.db.run(work, op="acopy_thread", single_statement=True)
+
+    async def aprune(
+        self,
+        thread_ids: Sequence[str],
+        *,
+        strategy: str = "keep_latest",
+        keep_last: int | None = None,
+    ) -> None:
+        """Prune threads as upstream 3.2 does (see :mod:`.prune`).
+
+        ``strategy="keep_latest"`` keeps each namespace's newest checkpoint (``keep_last=N``:
+        the newest N); ``"delete"`` removes the threads entirely.
+        """
+        self._bridge.bind()
+        if isinstance(thread_ids, str):
+            raise TypeError("thread_ids must be a sequence of thread IDs, not a str")
+        if strategy not in PRUNE_STRATEGIES:
+            raise ValueError(f"Unknown prune strategy: {strategy!r}")
+        if keep_last is not None and (
+            isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1
+        ):
+            raise InvalidInputError(f"aprune: keep_last must be an int >= 1, got {keep_last!r}")
+        ids = [text_id(t, "thread_id", "aprune") for t in thread_ids]
+        if not ids:
+            return
+        await prune_threads(
+            self.db, self.repository, ids, strategy=strategy, keep_last=keep_last or 1
+        )
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        """Writes and seed per channel along the parent chain, in two round trips."""
+        self._bridge.bind()
+        if not channels:
+            return {}
+        target = read_target(config, "aget_delta_channel_history")
+        return await load_delta_channel_history(
+            self.db, self.repository, self.serde, target, list(channels)
+        )
+
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        """``<32-digit counter>.<random fraction>``; string order is numeric order.
+
+        Legacy integer versions (older checkpoints) are accepted as ``current``.
+        """
+        if current is None:
+            counter = 0
+        elif isinstance(current, int):
+            counter = current
+        else:
+            counter = int(str(current).split(".")[0])
+        return f"{counter + 1:032}.{random.random():016}"
+
+    # --- sync twins (for worker threads) ---------------------------------------------------------
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self._bridge.run("get_tuple", self.aget_tuple(config))
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        return self._bridge.iterate(
+            "list", self.alist(config, filter=filter, before=before, limit=limit)
+        )
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return self._bridge.run("put", self.aput(config, checkpoint, metadata, new_versions))
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        self._bridge.run("put_writes", self.aput_writes(config, writes, task_id, task_path))
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._bridge.run("delete_thread", self.adelete_thread(thread_id))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._bridge.run("delete_for_runs", self.adelete_for_runs(run_ids))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self._bridge.run("copy_thread", self.acopy_thread(source_thread_id, target_thread_id))
+
+    def prune(
+        self,
+        thread_ids: Sequence[str],
+        *,
+        strategy: str = "keep_latest",
+        keep_last: int | None = None,
+    ) -> None:
+        self._bridge.run(
+            "prune", self.aprune(thread_ids, strategy=strategy, keep_last=keep_last)
+        )
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return self._bridge.run(
+            "get_delta_channel_history",
+            self.aget_delta_channel_history(config=config, channels=channels),
+        )

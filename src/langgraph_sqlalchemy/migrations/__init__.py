@@ -1,0 +1,250 @@
+"""Programmatic access to the schema migrations.
+
+The Alembic scripts ship inside the package (``langgraph_sqlalchemy:migrations``), so an installed
+wheel can migrate a database with no repository around::
+
+    from langgraph_sqlalchemy.migrations import upgrade, is_at_head
+
+    await upgrade(engine)                 # what setup() runs
+    assert await is_at_head(engine)
+
+Concurrent upgrades (several replicas calling ``setup()`` at start-up) are serialised with a
+Postgres advisory lock, taken by polling ``pg_try_advisory_lock`` on a connection with no open
+transaction. A blocking ``pg_advisory_lock`` would deadlock: the waiting session sits in a
+transaction, and ``CREATE INDEX CONCURRENTLY`` in the session holding the lock waits for every
+open transaction to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import time
+import zlib
+from collections.abc import Callable
+from importlib import resources
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ..errors import MigrationError
+from ..schema import validate_schema_name
+from .naming import VERSION_TABLE, include_name_for, include_object_for, is_our_table
+
+__all__ = [
+    "VERSION_TABLE",
+    "alembic_config",
+    "current_revision",
+    "downgrade",
+    "head_revision",
+    "include_name_for",
+    "include_object_for",
+    "is_at_head",
+    "is_our_table",
+    "render_sql",
+    "script_location",
+    "upgrade",
+]
+
+SCRIPT_LOCATION = "langgraph_sqlalchemy:migrations"
+
+
+def script_location() -> str:
+    """Filesystem path of the packaged migration scripts."""
+    return str(resources.files("langgraph_sqlalchemy") / "migrations")
+
+
+def alembic_config(
+    *, url: str | None = None, schema: str | None = None, connection: Connection | None = None
+) -> Config:
+    """An Alembic ``Config`` for our scripts, with no ``alembic.ini`` needed."""
+    cfg = Config()
+    cfg.set_main_option("script_location", SCRIPT_LOCATION)
+    if url is not None:
+        # ConfigParser interpolation would read a "%" in a password as a reference.
+        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.attributes["schema"] = validate_schema_name(schema)
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+@functools.cache
+def head_revision() -> str:
+    """The newest revision this installed version knows."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:  # pragma: no cover - the package always ships revisions
+        raise MigrationError("no migration scripts found in the package")
+    return head
+
+
+def _lock_key(schema: str | None) -> int:
+    # One lock per target schema; crc32 is stable across processes and Python versions
+    # (hash() is salted per process) and fits the bigint advisory-lock key space.
+    return zlib.crc32(f"langgraph_sqlalchemy.migrations:{schema or ''}".encode())
+
+
+async def _acquire_lock(conn: AsyncConnection, key: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        got = (await conn.execute(select(func.pg_try_advisory_lock(key)))).scalar_one()
+        await conn.commit()  # no open transaction while we wait (see module docstring)
+        if got:
+            return
+        if time.monotonic() >= deadline:
+            raise MigrationError(
+                f"another process held the migration lock for over {timeout:.0f}s; "
+                "is a migration stuck? (pg_locks, locktype = 'advisory')"
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
+async def _release_lock(conn: AsyncConnection, key: int) -> None:
+    await conn.execute(select(func.pg_advisory_unlock(key)))
+    await conn.commit()
+
+
+def _engine_of(bind: AsyncEngine | AsyncConnection) -> AsyncEngine:
+    # A host connection may sit inside the host's transaction, where CREATE INDEX
+    # CONCURRENTLY cannot run; migrations always take a fresh connection of the same engine.
+    return bind if isinstance(bind, AsyncEngine) else bind.engine
+
+
+def _refuse_open_transaction(bind: AsyncEngine | AsyncConnection, what: str) -> None:
+    # The migration runs on a connection of its own, and CREATE/DROP INDEX CONCURRENTLY there
+    # waits for every transaction open in the database to end, including the caller's: with
+    # the caller awaiting us, that wait never ends. Failing fast names the way out instead.
+    if isinstance(bind, AsyncConnection) and bind.in_transaction():
+        raise MigrationError(
+            f"cannot {what} the langgraph-sqlalchemy schema through a connection with an open "
+            "transaction: the migration builds indexes CONCURRENTLY, which waits for that "
+            "transaction to finish while it waits for the migration. Call it with the engine, "
+            "before beginning a transaction, or run `langgraph-sqlalchemy upgrade` once at "
+            "deploy time."
+        )
+
+
+async def _run_locked(
+    bind: AsyncEngine | AsyncConnection,
+    schema: str | None,
+    action: Callable[[Config], None],
+    lock_timeout: float,
+    what: str,
+) -> None:
+    _refuse_open_transaction(bind, what)
+    engine = _engine_of(bind)
+    key = _lock_key(schema)
+    async with engine.connect() as conn:
+        await _acquire_lock(conn, key, lock_timeout)
+        try:
+            def run(sync_conn: Connection) -> None:
+                action(alembic_config(schema=schema, connection=sync_conn))
+
+            await conn.run_sync(run)
+            await conn.commit()
+        except MigrationError:
+            raise
+        except Exception as exc:
+            raise MigrationError(f"migrating the database failed: {exc}") from exc
+        finally:
+            if not conn.closed and not conn.invalidated:
+                await conn.rollback()
+                await _release_lock(conn, key)
+
+
+async def upgrade(
+    bind: AsyncEngine | AsyncConnection,
+    *,
+    revision: str = "head",
+    schema: str | None = None,
+    lock_timeout: float = 600.0,
+) -> None:
+    """Migrate the database to ``revision`` (default: head). Idempotent, safe to run
+    from many processes at once.
+
+    A database already at head costs one read and no lock, so ``setup()`` on every start-up
+    of every replica is cheap, and works through a host connection inside a transaction.
+    """
+    schema = validate_schema_name(schema)
+    if revision == "head":
+        try:
+            if await _already_at_head(bind, schema):
+                return
+        except Exception as exc:
+            raise MigrationError(f"reading the schema revision failed: {exc}") from exc
+    await _run_locked(
+        bind, schema, lambda cfg: command.upgrade(cfg, revision), lock_timeout, "upgrade"
+    )
+
+
+async def _already_at_head(bind: AsyncEngine | AsyncConnection, schema: str | None) -> bool:
+    if isinstance(bind, AsyncEngine):
+        return await current_revision(bind, schema=schema) == head_revision()
+    # Read through the host's connection itself, so that a host whose pool is down to that one
+    # connection is not made to wait for a second one; a read leaves its transaction (if any)
+    # as it was, and one we had to begin is ended again.
+    began = not bind.in_transaction()
+    try:
+        return await current_revision(bind, schema=schema) == head_revision()
+    finally:
+        if began and bind.in_transaction():
+            await bind.rollback()
+
+
+async def downgrade(
+    bind: AsyncEngine | AsyncConnection,
+    revision: str,
+    *,
+    schema: str | None = None,
+    lock_timeout: float = 600.0,
+) -> None:
+    """Migrate down to ``revision`` (``"base"`` removes every table of this library)."""
+    await _run_locked(
+        bind, schema, lambda cfg: command.downgrade(cfg, revision), lock_timeout, "downgrade"
+    )
+
+
+async def current_revision(
+    bind: AsyncEngine | AsyncConnection, *, schema: str | None = None
+) -> str | None:
+    """The revision the database is at, or None when our migrations never ran."""
+    schema = validate_schema_name(schema)
+
+    def read(sync_conn: Connection) -> str | None:
+        ctx = MigrationContext.configure(
+            sync_conn,
+            opts={"version_table": VERSION_TABLE, "version_table_schema": schema},
+        )
+        return ctx.get_current_revision()
+
+    if isinstance(bind, AsyncConnection):
+        return await bind.run_sync(read)
+    async with bind.connect() as conn:
+        return await conn.run_sync(read)
+
+
+async def is_at_head(
+    bind: AsyncEngine | AsyncConnection, *, schema: str | None = None
+) -> bool:
+    """Whether the database is at the newest revision this installed version knows."""
+    return await current_revision(bind, schema=schema) == head_revision()
+
+
+def render_sql(
+    *, revision: str = "head", schema: str | None = None, start: str | None = None
+) -> str:
+    """The upgrade DDL as SQL text (Alembic offline mode), for DBAs who apply it by hand."""
+    cfg = alembic_config(schema=schema)
+    buffer = io.StringIO()
+    cfg.output_buffer = buffer
+    target = f"{start}:{revision}" if start else revision
+    command.upgrade(cfg, target, sql=True)
+    return buffer.getvalue()

@@ -1,0 +1,696 @@
+"""The store's SQL: Core statements on the ``store`` / ``store_vectors`` tables.
+
+Every method takes an ``AsyncConnection`` that :class:`~langgraph_sqlalchemy.database.Database`
+opened and runs its statements there; nothing here begins, commits or retries. Lists of keys
+travel as bound arrays (``unnest(:prefixes, :keys)``), so one statement text serves any batch
+size and the compiled and prepared-statement caches stay warm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from langgraph.store.base import ListNamespacesOp, SearchOp
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Double,
+    Integer,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..checkpoint.precompiled import BoundStatement, PrecompiledStatement
+from ..schema import Tables
+from .embedding import IndexSettings
+from .filters import filter_clause
+from .namespaces import (
+    list_namespaces_statement,
+    namespace_from_prefix,
+    namespace_prefix_clause,
+)
+from .vector_layer import vector_extension_version
+
+__all__ = ["ItemRow", "StoreRepository", "VectorRow"]
+
+Pair = tuple[str, str]  # (prefix, key)
+
+# pgvector's HNSW search keeps at most this many candidates (hnsw.ef_search's maximum).
+_EF_SEARCH_MAX = 1000
+# pgvector's default is 40, which on clustered data gave recall@10 between 0.94 and 0.995 from
+# one HNSW build to the next (20k 64-d vectors, 20 queries); 64 gave 1.000 on most builds but
+# 0.950 on one, and 0.974 at 100k. 100 leaves a margin over the 0.95 the store promises, for
+# well under a millisecond more per query at 100k items.
+_EF_SEARCH_MIN = 100
+# A filtered (iterative, relaxed_order) scan hands rows over in batches only roughly sorted, so
+# its first ``limit`` passing rows are not the best ``limit``: with LIMIT 10 recall@10 stayed
+# near 0.89 at a 1%-selective filter on 100k clustered vectors whatever ef_search was. Asking
+# for a few times more rows and re-sorting them by exact distance gave 1.000.
+_FILTERED_OVERFETCH = 4
+_FILTERED_MIN_ROWS = 40
+# Built list_namespaces / search statements kept for reuse (see list_namespaces).
+_STATEMENTS_KEPT = 128
+# A filter or scope passing at most this many items is answered exactly (the passing items are
+# found first, their vectors ranked by true distance) instead of through the ANN index, whose
+# iterative scan has to wade through ~1/selectivity rows per match to find them.
+_EXACT_RANK_MAX_ITEMS = 2000
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    prefix: str
+    key: str
+    value: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    score: float | None = None
+
+
+@dataclass(frozen=True)
+class VectorRow:
+    prefix: str
+    key: str
+    field_name: str
+    embedding: list[float]
+
+
+def _unnest_pairs(prefixes: str, keys: str) -> Any:
+    return (
+        func.unnest(bindparam(prefixes, type_=ARRAY(Text)), bindparam(keys, type_=ARRAY(Text)))
+        .table_valued("prefix", "key")
+        .render_derived()
+    )
+
+
+def _version_at_least(version: str | None, wanted: tuple[int, ...]) -> bool:
+    if not version:
+        return False
+    parts: list[int] = []
+    for piece in version.split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts) >= wanted
+
+
+class StoreRepository:
+    """Builds and runs the store's statements on a given connection; never commits."""
+
+    def __init__(
+        self,
+        tables: Tables,
+        *,
+        vectors: Table | None,
+        index: IndexSettings | None,
+        omit_expired: bool,
+        loads: Callable[[bytes], dict[str, Any]] | None = None,
+    ) -> None:
+        self.store = tables.store
+        self.vectors = vectors
+        self.index = index
+        self.omit_expired = omit_expired
+        self._loads = loads
+        self._pgvector_version: str | None = None
+        self._namespace_statements: dict[Any, Any] = {}
+        self._search_statements: dict[Any, Any] = {}
+        # The hot read, built once: only its bound arrays change from call to call.
+        self._get = PrecompiledStatement(self._get_items_statement())
+
+    # --- shared pieces -----------------------------------------------------------------------
+
+    def _live(self) -> ColumnElement[bool]:
+        """Rows not past their expiry, when expired rows are to be hidden."""
+        if not self.omit_expired:
+            return true()
+        s = self.store.c
+        return or_(s.expires_at.is_(None), s.expires_at > func.now())
+
+    def _refreshed_expiry(self) -> ColumnElement[datetime]:
+        # make_interval's secs is double precision: fractional minutes stay exact (upstream's
+        # ``ttl_minutes || ' minutes'`` on an integer column turned 0.1 into 0).
+        return func.now() + func.make_interval(0, 0, 0, 0, 0, 0, self.store.c.ttl_minutes * 60.0)
+
+    def _item_columns(self) -> list[ColumnElement[Any]]:
+        s = self.store.c
+        # The JSON text, decoded here (orjson, or the user's deserializer) rather than by
+        # the driver's json.loads.
+        return [s.prefix, s.key, cast(s.value, Text).label("value"), s.created_at, s.updated_at]
+
+    def _decode(self, raw: str) -> dict[str, Any]:
+        if self._loads is not None:
+            return self._loads(raw.encode())
+        value = orjson.loads(raw)
+        return value if isinstance(value, dict) else {"value": value}
+
+    def _item_from_values(self, row: Sequence[Any]) -> ItemRow:
+        # Positional: precompiled statements return the driver's records, not SQLAlchemy rows.
+        prefix, key, value, created_at, updated_at = row
+        return ItemRow(prefix, key, self._decode(value), created_at, updated_at)
+
+    def _item(self, row: Any, score: float | None = None) -> ItemRow:
+        return ItemRow(
+            prefix=row.prefix,
+            key=row.key,
+            value=self._decode(row.value),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            score=score,
+        )
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    def _refresh(self, targets: Any, *extra: ColumnElement[bool]) -> Any:
+        """An UPDATE restarting the TTL clock of the items in ``targets`` (a FROM item with
+        prefix and key columns), as a CTE. Only items with a TTL are touched, and with
+        ``omit_expired`` an expired item is never revived."""
+        s = self.store.c
+        return (
+            update(self.store)
+            .values(expires_at=self._refreshed_expiry())
+            .where(
+                s.prefix == targets.c.prefix,
+                s.key == targets.c.key,
+                s.ttl_minutes.is_not(None),
+                self._live(),
+                *extra,
+            )
+            .returning(s.key)
+            .cte("refreshed")
+        )
+
+    def _get_items_statement(self) -> Any:
+        keys = (
+            func.unnest(
+                bindparam("get_prefixes", type_=ARRAY(Text)),
+                bindparam("get_keys", type_=ARRAY(Text)),
+                bindparam("get_refresh", type_=ARRAY(Boolean)),
+            )
+            .table_valued("prefix", "key", "refresh")
+            .render_derived()
+        )
+        s = self.store.c
+        # A data-modifying CTE runs to completion even though the SELECT does not read it;
+        # the SELECT sees the rows as they were before it (values are unchanged by a refresh).
+        return (
+            select(*self._item_columns())
+            .select_from(
+                self.store.join(keys, and_(s.prefix == keys.c.prefix, s.key == keys.c.key))
+            )
+            .where(self._live())
+            .add_cte(self._refresh(keys, keys.c.refresh))
+        )
+
+    def bound_get_items(self, pairs: Sequence[Pair], refresh: Sequence[bool]) -> BoundStatement:
+        """The read of :meth:`get_items` as one statement for ``Database.fetch``."""
+        return self._get.bind(
+            {
+                "get_prefixes": [p for p, _ in pairs],
+                "get_keys": [k for _, k in pairs],
+                "get_refresh": list(refresh),
+            }
+        )
+
+    def items_from_rows(self, rows: Sequence[Sequence[Any]]) -> dict[Pair, ItemRow]:
+        items = (self._item_from_values(row) for row in rows)
+        return {(item.prefix, item.key): item for item in items}
+
+    async def get_items(
+        self, conn: AsyncConnection, pairs: Sequence[Pair], refresh: Sequence[bool]
+    ) -> dict[Pair, ItemRow]:
+        """The items at ``pairs`` (missing ones absent), refreshing the TTL of those whose
+        ``refresh`` flag is set — one statement."""
+        if not pairs:
+            return {}
+        rows = await self.bound_get_items(pairs, refresh).execute(conn)
+        return self.items_from_rows(rows)
+
+    async def search_items(self, conn: AsyncConnection, op: SearchOp) -> list[ItemRow]:
+        """Filtered listing without a query: newest first, ties broken by namespace and key
+        so pages never overlap; TTLs of the returned items refreshed in the same statement."""
+        try:
+            shape: tuple[Any, ...] | None = (
+                tuple(op.namespace_prefix),
+                orjson.dumps(op.filter) if op.filter else None,
+                op.limit,
+                op.offset,
+                op.refresh_ttl,
+            )
+            stmt = self._search_statements.get(shape)
+        except (TypeError, orjson.JSONEncodeError):
+            shape, stmt = None, None
+        if stmt is None:
+            stmt = self._search_statement(op)
+            if shape is not None:
+                # A search asked again (same scope, filter and page) reuses its statement,
+                # skipping the build and SQLAlchemy's cache-key walk.
+                if len(self._search_statements) >= _STATEMENTS_KEPT:
+                    self._search_statements.clear()
+                self._search_statements[shape] = stmt
+        return [self._item(row) for row in await conn.execute(stmt)]
+
+    def _search_statement(self, op: SearchOp) -> Any:
+        s = self.store.c
+        page = (
+            select(*self._item_columns())
+            .where(
+                namespace_prefix_clause(s.prefix, op.namespace_prefix),
+                filter_clause(s.value, op.filter),
+                self._live(),
+            )
+            .order_by(s.updated_at.desc(), s.prefix, s.key)
+            .limit(op.limit)
+            .offset(op.offset)
+        )
+        if not op.refresh_ttl:
+            return page
+        results = page.cte("results")
+        return (
+            select(results)
+            .add_cte(self._refresh(results))
+            .order_by(results.c.updated_at.desc(), results.c.prefix, results.c.key)
+        )
+
+    async def list_namespaces(
+        self, conn: AsyncConnection, op: ListNamespacesOp
+    ) -> list[tuple[str, ...]]:
+        conditions = tuple((c.match_type, tuple(c.path)) for c in op.match_conditions or ())
+        shape: tuple[Any, ...] | None = (conditions, op.max_depth, op.limit, op.offset)
+        try:
+            stmt = self._namespace_statements.get(shape)
+        except TypeError:  # labels that are not even hashable: built, then rejected below
+            shape, stmt = None, None
+        if stmt is None:
+            stmt = list_namespaces_statement(
+                self.store,
+                conditions=conditions,
+                max_depth=op.max_depth,
+                limit=op.limit,
+                offset=op.offset,
+                live_only=self._live() if self.omit_expired else None,
+            )
+            if shape is not None:
+                # The same listing asked again reuses its statement, whose cache key
+                # SQLAlchemy then already knows; bounded, as callers choose the shapes.
+                if len(self._namespace_statements) >= _STATEMENTS_KEPT:
+                    self._namespace_statements.clear()
+                self._namespace_statements[shape] = stmt
+        prefixes = (await conn.execute(stmt)).scalars().all()
+        return [namespace_from_prefix(prefix) for prefix in prefixes]
+
+    # --- vector search -------------------------------------------------------------------------
+
+    def _distance(self, query_vector: Sequence[float]) -> ColumnElement[float]:
+        assert self.vectors is not None and self.index is not None
+        embedding = self.vectors.c.embedding
+        distance = self.index.distance_type
+        if distance == "l2":
+            return embedding.l2_distance(query_vector)  # type: ignore[no-any-return]
+        if distance == "inner_product":
+            return embedding.max_inner_product(query_vector)  # type: ignore[no-any-return]
+        return embedding.cosine_distance(query_vector)  # type: ignore[no-any-return]
+
+    def _score(self, distance: float) -> float:
+        assert self.index is not None
+        if self.index.distance_type == "cosine":
+            return 1.0 - distance
+        # l2: the negated distance (larger is closer); inner product: pgvector's <#> is the
+        # negated inner product, so negating it gives the inner product itself.
+        return -distance
+
+    async def _ann_settings(
+        self, conn: AsyncConnection, candidates: int, restricted: bool, joined: bool
+    ) -> dict[str, str]:
+        """The planner and pgvector settings that size the ANN scan for this query."""
+        assert self.index is not None
+        if self._pgvector_version is None:
+            self._pgvector_version = await vector_extension_version(conn) or "0"
+        iterative = _version_at_least(self._pgvector_version, (0, 8))
+        settings: dict[str, str] = {}
+        if self.index.kind == "hnsw":
+            settings["hnsw.ef_search"] = str(max(_EF_SEARCH_MIN, min(candidates, _EF_SEARCH_MAX)))
+            if iterative and (restricted or candidates > _EF_SEARCH_MAX):
+                # Filters drop candidates after the index produced them; relaxed_order keeps
+                # the scan going until enough rows pass (we re-sort by distance ourselves).
+                settings["hnsw.iterative_scan"] = "relaxed_order"
+                settings["hnsw.max_scan_tuples"] = str(max(20_000, candidates * 20))
+        else:
+            settings["ivfflat.probes"] = str(self.index.ivfflat_probes)
+            if iterative and restricted:
+                settings["ivfflat.iterative_scan"] = "relaxed_order"
+        if joined:
+            # With a JSONB filter the planner underestimates how many rows pass and prefers
+            # "scan store, join, sort everything", which reads every row: at 20k items 37 ms
+            # against 6 ms for the index-ordered scan (10% selective filter, measured). Without
+            # the Sort alternative it walks the ANN index and filters as it goes.
+            settings["enable_sort"] = "off"
+        return settings
+
+    async def _apply_settings(
+        self, conn: AsyncConnection, settings: Mapping[str, str]
+    ) -> dict[str, str | None]:
+        """SET LOCAL ``settings``; returns the values they replace.
+
+        SET LOCAL has no Core form; ``set_config(name, value, true)`` is the same as a
+        function. The previous values are read in a MATERIALIZED CTE, which is scanned
+        before the SELECT list (and its set_config calls) is evaluated.
+        """
+        names = list(settings)
+        previous = (
+            select(
+                *(func.current_setting(name, True).label(f"p{i}") for i, name in enumerate(names))
+            )
+            .cte("previous")
+            .prefix_with("MATERIALIZED")
+        )
+        row = (
+            await conn.execute(
+                select(
+                    previous,
+                    *(
+                        func.set_config(name, value, True).label(f"s{i}")
+                        for i, (name, value) in enumerate(settings.items())
+                    ),
+                )
+            )
+        ).one()
+        return {name: row[i] for i, name in enumerate(names)}
+
+    async def _restore_settings(
+        self, conn: AsyncConnection, previous: Mapping[str, str | None]
+    ) -> None:
+        # A host connection's transaction goes on after our call (we run in a savepoint of it,
+        # and releasing a savepoint keeps SET LOCAL values): leave its settings as found. Our
+        # own transaction (engine-bound) resets them when it ends: no statement needed.
+        if not conn.in_nested_transaction():
+            return
+        restore = {name: value for name, value in previous.items() if value is not None}
+        if restore:
+            await conn.execute(
+                select(*(func.set_config(name, value, True) for name, value in restore.items()))
+            )
+
+    def _ann_may_stop_short(self, candidates: int, restricted: bool) -> bool:
+        """Whether an ANN scan returning fewer rows than asked may have missed some.
+
+        HNSW yields at most ef_search rows (more only with an iterative scan, which stops
+        after max_scan_tuples), and filters drop rows after the index produced them; IVFFlat
+        only looks into ``probes`` lists.
+        """
+        assert self.index is not None
+        return self.index.kind == "ivfflat" or restricted or candidates > _EF_SEARCH_MAX
+
+    def _candidates_statement(
+        self, op: SearchOp, query_vector: Sequence[float], *, exact: bool
+    ) -> Any:
+        assert self.vectors is not None
+        v = self.vectors.c
+        s = self.store.c
+        distance = self._distance(query_vector)
+        where: list[ColumnElement[bool]] = [namespace_prefix_clause(v.prefix, op.namespace_prefix)]
+        source: Any = self.vectors
+        if op.filter or self.omit_expired:
+            source = self.vectors.join(self.store, and_(s.prefix == v.prefix, s.key == v.key))
+            where += [filter_clause(s.value, op.filter), self._live()]
+        # ORDER BY the bare operator is what lets pgvector serve it from the ANN index; adding
+        # zero makes it an expression the index cannot serve: an exact scan.
+        order = (distance + literal(0.0, Double)) if exact else distance
+        return (
+            select(v.prefix, v.key, distance.label("distance"))
+            .select_from(source)
+            .where(*where)
+            .order_by(order)
+            # Inlined at execution (still cached as one compiled form): a LIMIT the planner can
+            # see makes it choose the ANN index scan; a generic plan's guess may not.
+            .limit(bindparam("candidate_limit", type_=Integer, literal_execute=True))
+        )
+
+    def _exact_if_few_statement(self, op: SearchOp, query_vector: Sequence[float]) -> Any:
+        """Rank exactly the items passing ``op``'s filter and scope, if there are fewer than
+        ``exact_cap``; one statement either way.
+
+        Its rows: ``passing`` (how many items passed, counted up to ``exact_cap``) and, only
+        when that is below the cap, the best ``exact_limit`` items with their best distance.
+        Finding out costs at most one pass over the store rows matching the scope, stopping
+        as soon as the cap is reached.
+        """
+        assert self.vectors is not None
+        v = self.vectors.c
+        s = self.store.c
+        passing = (
+            select(s.prefix, s.key)
+            .where(
+                namespace_prefix_clause(s.prefix, op.namespace_prefix),
+                filter_clause(s.value, op.filter),
+                self._live(),
+            )
+            .limit(bindparam("exact_cap", type_=Integer, literal_execute=True))
+            .cte("passing")
+            .prefix_with("MATERIALIZED")
+        )
+        counted = select(func.count().label("passing")).select_from(passing).subquery("counted")
+        # The extra term keeps pgvector's index out: these few rows are ranked exactly.
+        distance = func.min(self._distance(query_vector) + literal(0.0, Double))
+        ranked = (
+            select(v.prefix, v.key, distance.label("distance"))
+            .select_from(
+                passing.join(
+                    self.vectors, and_(v.prefix == passing.c.prefix, v.key == passing.c.key)
+                )
+            )
+            .where(counted.c.passing < bindparam("exact_below", type_=Integer))
+            .group_by(v.prefix, v.key)
+            .order_by(distance, v.prefix, v.key)
+            .limit(bindparam("exact_limit", type_=Integer, literal_execute=True))
+            .lateral("ranked")
+        )
+        return select(
+            counted.c.passing, ranked.c.prefix, ranked.c.key, ranked.c.distance
+        ).select_from(counted.outerjoin(ranked, true()))
+
+    async def vector_search(
+        self, conn: AsyncConnection, op: SearchOp, query_vector: Sequence[float]
+    ) -> list[ItemRow]:
+        """Items ranked by their best field, ``op.offset`` .. ``op.offset + op.limit``.
+
+        The ANN index yields vector rows, not items: an item with several fields appears
+        several times. Rows are fetched in growing batches until ``offset + limit`` distinct
+        items are known, so deep pages are exact (upstream over-fetches a fixed amount and
+        returns short or empty pages).
+        """
+        assert self.index is not None
+        wanted = op.offset + op.limit
+        if op.limit <= 0:
+            return []
+        restricted = bool(op.namespace_prefix or op.filter or self.omit_expired)
+        joined = bool(op.filter or self.omit_expired)
+        candidates = max(wanted * self.index.vectors_per_item, wanted)
+        exact = self.index.kind == "flat"
+        if restricted and not exact:
+            candidates = max(_FILTERED_MIN_ROWS, candidates * _FILTERED_OVERFETCH)
+        previous: dict[str, str | None] = {}
+        best: dict[Pair, float] = {}
+        answered = False
+        # Only for filters: a namespace scope is checked on the vector rows themselves, cheaply
+        # enough that the over-fetching index scan keeps up, and the probe would cost every
+        # scoped search (the common case) a pass over the scope's store rows.
+        if op.filter:
+            probe = await conn.execute(
+                self._exact_if_few_statement(op, query_vector),
+                {
+                    "exact_cap": _EXACT_RANK_MAX_ITEMS,
+                    "exact_below": _EXACT_RANK_MAX_ITEMS,
+                    "exact_limit": wanted,
+                },
+            )
+            rows = probe.all()
+            if rows[0].passing < _EXACT_RANK_MAX_ITEMS:
+                best = {(r.prefix, r.key): r.distance for r in rows if r.prefix is not None}
+                answered = True  # exactly: the index is not needed
+        while not answered:
+            if not exact:
+                settings = await self._ann_settings(conn, candidates, restricted, joined)
+                replaced = await self._apply_settings(conn, settings)
+                for name, value in replaced.items():
+                    previous.setdefault(name, value)
+            stmt = self._candidates_statement(op, query_vector, exact=exact)
+            rows = (await conn.execute(stmt, {"candidate_limit": candidates})).all()
+            best = {}
+            # relaxed_order scans return rows roughly sorted; sort before keeping the
+            # first (best) row of each item.
+            for row in sorted(
+                (r for r in rows if r.distance is not None), key=lambda r: r.distance
+            ):
+                best.setdefault((row.prefix, row.key), row.distance)
+            if len(best) >= wanted:
+                break
+            if len(rows) < candidates:
+                if exact or not self._ann_may_stop_short(candidates, restricted):
+                    break
+                # The ANN scan may have given up before it found enough rows; only an
+                # exact scan can say there are no more.
+                exact = True
+                await self._restore_settings(conn, previous)
+                previous = {}
+                continue
+            candidates *= 4
+        # On an error the transaction (or savepoint) rolls back, which undoes SET LOCAL too.
+        await self._restore_settings(conn, previous)
+        ranked = sorted(best.items(), key=lambda kv: (kv[1], kv[0]))[op.offset : wanted]
+        if not ranked:
+            return []
+        items = await self.get_items(
+            conn, [pair for pair, _ in ranked], [op.refresh_ttl] * len(ranked)
+        )
+        return [
+            ItemRow(**{**items[pair].__dict__, "score": self._score(dist)})
+            for pair, dist in ranked
+            if pair in items
+        ]
+
+    # --- writes --------------------------------------------------------------------------------
+
+    async def delete_items(self, conn: AsyncConnection, pairs: Sequence[Pair]) -> None:
+        """Delete items; their vectors go with them (ON DELETE CASCADE)."""
+        if not pairs:
+            return
+        keys = _unnest_pairs("delete_prefixes", "delete_keys")
+        s = self.store.c
+        await conn.execute(
+            delete(self.store).where(s.prefix == keys.c.prefix, s.key == keys.c.key),
+            {"delete_prefixes": [p for p, _ in pairs], "delete_keys": [k for _, k in pairs]},
+        )
+
+    async def upsert_items(
+        self, conn: AsyncConnection, rows: Sequence[tuple[str, str, str, float | None]]
+    ) -> None:
+        """Insert or replace items: ``(prefix, key, value JSON text, ttl minutes or None)``."""
+        if not rows:
+            return
+        incoming = (
+            func.unnest(
+                bindparam("put_prefixes", type_=ARRAY(Text)),
+                bindparam("put_keys", type_=ARRAY(Text)),
+                bindparam("put_values", type_=ARRAY(Text)),
+                bindparam("put_ttls", type_=ARRAY(Double)),
+            )
+            # WITH ORDINALITY: rows are inserted (and locked) in the order the caller sorted
+            # them, which keeps concurrent batches on the same keys from deadlocking.
+            .table_valued("prefix", "key", "value", "ttl_minutes", with_ordinality="ordinality")
+            .render_derived()
+        )
+        ttl = incoming.c.ttl_minutes
+        expires_at = func.now() + func.make_interval(0, 0, 0, 0, 0, 0, ttl * 60.0)
+        select_rows = select(
+            incoming.c.prefix,
+            incoming.c.key,
+            cast(incoming.c.value, JSONB),
+            func.now(),
+            func.now(),
+            # NULL ttl -> NULL expiry, by SQL's NULL arithmetic.
+            expires_at,
+            ttl,
+        ).order_by(incoming.c.ordinality)
+        stmt = insert(self.store).from_select(
+            ["prefix", "key", "value", "created_at", "updated_at", "expires_at", "ttl_minutes"],
+            select_rows,
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[self.store.c.prefix, self.store.c.key],
+            set_={
+                "value": stmt.excluded.value,
+                "updated_at": func.now(),
+                "expires_at": stmt.excluded.expires_at,
+                "ttl_minutes": stmt.excluded.ttl_minutes,
+            },
+        )
+        await conn.execute(
+            stmt,
+            {
+                "put_prefixes": [r[0] for r in rows],
+                "put_keys": [r[1] for r in rows],
+                "put_values": [r[2] for r in rows],
+                "put_ttls": [r[3] for r in rows],
+            },
+        )
+
+    async def replace_vectors(
+        self, conn: AsyncConnection, items: Sequence[Pair], rows: Sequence[VectorRow]
+    ) -> None:
+        """Make ``rows`` the complete set of vectors of ``items`` (stale fields removed)."""
+        assert self.vectors is not None
+        if not items:
+            return
+        v = self.vectors.c
+        owners = _unnest_pairs("owner_prefixes", "owner_keys")
+        kept = (
+            func.unnest(
+                bindparam("kept_prefixes", type_=ARRAY(Text)),
+                bindparam("kept_keys", type_=ARRAY(Text)),
+                bindparam("kept_fields", type_=ARRAY(Text)),
+            )
+            .table_valued("prefix", "key", "field_name")
+            .render_derived()
+        )
+        stale = delete(self.vectors).where(
+            v.prefix == owners.c.prefix,
+            v.key == owners.c.key,
+            ~exists(
+                select(kept.c.prefix).where(
+                    kept.c.prefix == v.prefix,
+                    kept.c.key == v.key,
+                    kept.c.field_name == v.field_name,
+                )
+            ),
+        )
+        await conn.execute(
+            stale,
+            {
+                "owner_prefixes": [p for p, _ in items],
+                "owner_keys": [k for _, k in items],
+                "kept_prefixes": [r.prefix for r in rows],
+                "kept_keys": [r.key for r in rows],
+                "kept_fields": [r.field_name for r in rows],
+            },
+        )
+        if not rows:
+            return
+        stmt = insert(self.vectors)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[v.prefix, v.key, v.field_name],
+            set_={"embedding": stmt.excluded.embedding, "updated_at": func.now()},
+        )
+        await conn.execute(
+            stmt,
+            [
+                {
+                    "prefix": r.prefix,
+                    "key": r.key,
+                    "field_name": r.field_name,
+                    "embedding": r.embedding,
+                }
+                for r in rows
+            ],
+        )
+
+    async def delete_expired(self, conn: AsyncConnection) -> int:
+        s = self.store.c
+        result = await conn.execute(
+            delete(self.store).where(s.expires_at.is_not(None), s.expires_at < func.now())
+        )
+        return int(result.rowcount)

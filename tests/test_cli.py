@@ -1,0 +1,242 @@
+"""The ``langgraph-sqlalchemy`` command, run as users run it (a subprocess) on a real database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from langgraph_sqlalchemy import migrations
+from langgraph_sqlalchemy.cli import parse_age
+from langgraph_sqlalchemy.engine import create_engine
+from langgraph_sqlalchemy.errors import InvalidInputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    if url is not None:
+        env["DATABASE_URL"] = url
+    return subprocess.run(
+        [sys.executable, "-m", "langgraph_sqlalchemy", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
+
+
+async def test_check_upgrade_current_on_a_fresh_database(fresh_database_url: str) -> None:
+    behind = run_cli("check", url=fresh_database_url)
+    assert behind.returncode == 1, behind.stderr
+    assert "behind" in behind.stdout
+
+    upgraded = run_cli("upgrade", url=fresh_database_url)
+    assert upgraded.returncode == 0, upgraded.stderr
+    head = migrations.head_revision()
+    assert head in upgraded.stdout
+
+    current = run_cli("current", url=fresh_database_url)
+    assert current.stdout.strip() == head
+
+    ok = run_cli("check", "--database-url", fresh_database_url)
+    assert ok.returncode == 0, ok.stderr
+    assert "up to date" in ok.stdout
+
+    engine = create_engine(fresh_database_url)
+    try:
+        assert await migrations.is_at_head(engine)
+    finally:
+        await engine.dispose()
+
+
+async def test_schema_option_and_downgrade(fresh_database_url: str) -> None:
+    assert run_cli("upgrade", "--schema", "tenant_cli", url=fresh_database_url).returncode == 0
+    engine = create_engine(fresh_database_url)
+    try:
+        async with engine.connect() as conn:
+            tables = set(
+                (
+                    await conn.execute(
+                        text("SELECT tablename FROM pg_tables WHERE schemaname = :s"),
+                        {"s": "tenant_cli"},
+                    )
+                ).scalars()
+            )
+            public = set(
+                (
+                    await conn.execute(
+                        text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+                    )
+                ).scalars()
+            )
+        assert {"checkpoints", "store", "langgraph_sqlalchemy_version"} <= tables
+        assert not public & {"checkpoints", "store"}
+        down = run_cli("downgrade", "base", "--schema", "tenant_cli", url=fresh_database_url)
+        assert down.returncode == 0, down.stderr
+        async with engine.connect() as conn:
+            left = set(
+                (
+                    await conn.execute(
+                        text("SELECT tablename FROM pg_tables WHERE schemaname = :s"),
+                        {"s": "tenant_cli"},
+                    )
+                ).scalars()
+            )
+        assert left == {"langgraph_sqlalchemy_version"}
+    finally:
+        await engine.dispose()
+
+
+def test_sql_renders_offline_without_a_database() -> None:
+    result = run_cli("sql", url="postgresql://nobody@127.0.0.1:1/none")
+    assert result.returncode == 0, result.stderr
+    assert "CREATE TABLE IF NOT EXISTS checkpoints" in result.stdout
+    assert "CREATE INDEX CONCURRENTLY IF NOT EXISTS store_prefix_idx" in result.stdout
+    assert "langgraph_sqlalchemy_version" in result.stdout
+
+
+async def test_stats_lists_every_table(database_url: str) -> None:
+    result = run_cli("stats", url=database_url)
+    assert result.returncode == 0, result.stderr
+    for name in ("checkpoints", "checkpoint_blobs", "checkpoint_writes", "store"):
+        assert name in result.stdout
+
+
+def test_unreachable_database_is_one_line_and_exit_3() -> None:
+    result = run_cli("check", url="postgresql://nobody@127.0.0.1:1/none")
+    assert result.returncode == 3
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("langgraph-sqlalchemy:"), result.stderr
+
+
+def test_bad_usage_exits_2() -> None:
+    assert run_cli("prune", url="postgresql://nobody@127.0.0.1:1/none").returncode == 2
+    bad_age = run_cli("prune", "--older-than", "soon", url="postgresql://x@127.0.0.1:1/none")
+    assert bad_age.returncode == 2
+    assert "age must" in bad_age.stderr
+
+
+def test_parse_age() -> None:
+    assert parse_age("90s").total_seconds() == 90
+    assert parse_age("15m").total_seconds() == 900
+    assert parse_age("1.5h").total_seconds() == 5400
+    assert parse_age("2d").days == 2
+    assert parse_age("1w").days == 7
+    with pytest.raises(InvalidInputError):
+        parse_age("10 parsecs")
+    with pytest.raises(InvalidInputError):
+        parse_age("-1d")
+
+
+async def _put_checkpoints(url: str, thread_id: str, count: int, *, ts: str) -> None:
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from langgraph_sqlalchemy import AsyncSQLAlchemySaver
+
+    engine = create_engine(url)
+    try:
+        saver = AsyncSQLAlchemySaver(engine)
+        config: dict[str, object] = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+        for step in range(count):
+            checkpoint = empty_checkpoint()
+            checkpoint["ts"] = ts  # the age prune judges by
+            config = await saver.aput(config, checkpoint, {"step": step}, {})  # type: ignore[arg-type]
+    finally:
+        await engine.dispose()
+
+
+async def _checkpoint_counts(url: str) -> dict[str, int]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT thread_id, count(*) FROM checkpoints GROUP BY thread_id")
+            )
+            return {thread: int(n) for thread, n in rows}
+    finally:
+        await engine.dispose()
+
+
+async def test_prune_idle_threads_dry_run_then_keep_latest_then_delete(
+    fresh_database_url: str,
+) -> None:
+    assert run_cli("upgrade", url=fresh_database_url).returncode == 0
+    await _put_checkpoints(fresh_database_url, "old", 3, ts="2020-01-01T00:00:00+00:00")
+    await _put_checkpoints(fresh_database_url, "fresh", 3, ts="2999-01-01T00:00:00+00:00")
+
+    dry = run_cli("prune", "--older-than", "30d", "--dry-run", url=fresh_database_url)
+    assert dry.returncode == 0, dry.stderr
+    assert "would prune 1 thread(s)" in dry.stdout and "  old" in dry.stdout
+    assert await _checkpoint_counts(fresh_database_url) == {"old": 3, "fresh": 3}
+
+    keep = run_cli("prune", "--older-than", "30d", url=fresh_database_url)
+    assert keep.returncode == 0, keep.stderr
+    assert "pruned 1 thread(s)" in keep.stdout
+    assert await _checkpoint_counts(fresh_database_url) == {"old": 1, "fresh": 3}
+
+    gone = run_cli(
+        "prune", "--older-than", "30d", "--strategy", "delete", url=fresh_database_url
+    )
+    assert gone.returncode == 0, gone.stderr
+    assert await _checkpoint_counts(fresh_database_url) == {"fresh": 3}
+
+
+async def test_sweep_deletes_expired_items(fresh_database_url: str) -> None:
+    assert run_cli("upgrade", url=fresh_database_url).returncode == 0
+    engine = create_engine(fresh_database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO store (prefix, key, value, expires_at, ttl_minutes) VALUES "
+                    "('a', 'expired', '{}', now() - interval '1 minute', 1), "
+                    "('a', 'alive', '{}', now() + interval '1 hour', 60), "
+                    "('a', 'forever', '{}', NULL, NULL)"
+                )
+            )
+        swept = run_cli("sweep", url=fresh_database_url)
+        assert swept.returncode == 0, swept.stderr
+        assert "deleted 1 expired item(s)" in swept.stdout
+        async with engine.connect() as conn:
+            keys = set((await conn.execute(text("SELECT key FROM store"))).scalars())
+        assert keys == {"alive", "forever"}
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.vector
+async def test_vectors_creates_the_vector_layer_and_refuses_other_dims(
+    fresh_database_url: str,
+) -> None:
+    assert run_cli("upgrade", url=fresh_database_url).returncode == 0
+    made = run_cli(
+        "vectors", "--dims", "8", "--type", "halfvec", "--distance", "l2", "--index", "hnsw",
+        "--m", "8", url=fresh_database_url,
+    )
+    assert made.returncode == 0, made.stderr
+    assert "halfvec(8)" in made.stdout
+    engine = create_engine(fresh_database_url)
+    try:
+        async with engine.connect() as conn:
+            indexdef = (
+                await conn.execute(
+                    text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"),
+                    {"n": "store_vectors_embedding_idx"},
+                )
+            ).scalar_one()
+        assert "hnsw" in indexdef and "halfvec_l2_ops" in indexdef
+    finally:
+        await engine.dispose()
+    again = run_cli("vectors", "--dims", "8", "--type", "halfvec", url=fresh_database_url)
+    assert again.returncode == 0, again.stderr
+    other = run_cli("vectors", "--dims", "16", url=fresh_database_url)
+    assert other.returncode == 4
+    lines = other.stderr.strip().splitlines()
+    assert len(lines) == 1 and "16" in lines[0] and "8" in lines[0], other.stderr
