@@ -4,6 +4,7 @@
 
 What a downgrade drops (asserted below, and worth knowing before running one in production):
 
+* ``0006 -> 0005``: the GIN index on ``store.value`` (no data).
 * ``0005 -> 0004``: ``store.ttl_minutes`` back to INTEGER, fractional TTLs rounded up.
 * ``0004 -> 0003``: the ``store``, ``store_vectors``, ``store_migrations`` and
   ``vector_migrations`` tables with all their rows.
@@ -50,6 +51,7 @@ REVISIONS = [
     "0003_checkpoint_writes_task_path",
     "0004_store_tables",
     "0005_store_fractional_ttl",
+    "0006_store_value_index",
 ]
 EXPIRES = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
 ALEMBIC_TABLES = {name for name in TABLE_NAMES if name != "store_vectors"}
@@ -84,7 +86,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 def test_single_head_and_linear_history() -> None:
     packaged = ScriptDirectory.from_config(migrations.alembic_config())
-    assert packaged.get_heads() == [HEAD] == ["0005_store_fractional_ttl"]
+    assert packaged.get_heads() == [HEAD] == ["0006_store_value_index"]
     history = [s.revision for s in packaged.walk_revisions("base", "heads")]
     assert list(reversed(history)) == REVISIONS
     # The repository's alembic.ini points at the very same scripts.
@@ -156,6 +158,15 @@ async def test_downgrade_to_intermediate_and_back_keeps_rows(
         await _insert_rows(engine)
         checkpoint_tables = ["checkpoints", "checkpoint_blobs", "checkpoint_writes"]
         before = await dump_tables(engine, [*checkpoint_tables, "store"])
+
+        # 0006 -> 0005: the value index goes, nothing else.
+        await migrations.downgrade(engine, "0005_store_fractional_ttl")
+        catalog = await read_catalog(engine)
+        assert "store_value_idx" not in catalog.indexes
+        assert {k: v for k, v in reference.indexes.items() if k != "store_value_idx"} == (
+            catalog.indexes
+        )
+        assert (await dump_tables(engine, ["store"]))["store"] == before["store"]
 
         # 0005 -> 0004: fractional TTL rounded up (never to 0 = expired), rows otherwise kept.
         await migrations.downgrade(engine, "0004_store_tables")

@@ -76,9 +76,13 @@ async def upstream_catalog(url: str, **kw: Any) -> Catalog:
         return await read_catalog(engine)
 
 
-TTL_DIFFERENCE = [
+# The deliberate differences: fractional TTLs (SPEC 5.6) and our index for search filters
+# (revision 0006; SPEC 2 allows extra indexes).
+OUR_DIFFERENCES = [
     "columns ('store', 'ttl_minutes'): ('double precision', True, None) != "
-    "('integer', True, None)"
+    "('integer', True, None)",
+    "indexes store_value_idx: ('store', 'CREATE INDEX store_value_idx ON store USING gin "
+    "(value jsonb_path_ops)', True) != None",
 ]
 
 
@@ -111,10 +115,10 @@ async def test_migrated_schema_equals_upstream_setup(
     assert upstream.tables <= ours.tables
     assert_same_definition(ours, "vector_migrations", "store_migrations")
 
-    # The one deliberate column difference (SPEC 5.6): fractional TTLs.
+    # The deliberate differences: fractional TTLs and the value index.
     assert ours.without_tables(VERSION_TABLE, "vector_migrations").differences(
         upstream
-    ) == TTL_DIFFERENCE
+    ) == OUR_DIFFERENCES
 
     # Spot checks that the catalog comparison sees what it must (it would pass vacuously if
     # the snapshot read nothing).
@@ -166,7 +170,7 @@ async def test_vector_tracking_table_equals_upstream_with_index(
     assert upstream.tables - ours.tables == {"store_vectors"}
     assert ours.without_tables(VERSION_TABLE).differences(
         upstream.without_tables("store_vectors")
-    ) == TTL_DIFFERENCE
+    ) == OUR_DIFFERENCES
 
 
 VECTOR_CONFIGS = [
@@ -212,7 +216,7 @@ async def test_vector_layer_equals_upstream(
         vector_rows = await tracking_versions(engine, "vector_migrations")
     async with engine_for(upstream_url) as engine:
         assert vector_rows == await tracking_versions(engine, "vector_migrations")
-    assert mine.without_tables(VERSION_TABLE).differences(upstream) == TTL_DIFFERENCE
+    assert mine.without_tables(VERSION_TABLE).differences(upstream) == OUR_DIFFERENCES
     vector_type = ours.get("vector_type", "vector")
     assert upstream.columns[("store_vectors", "embedding")][0] == f"{vector_type}({ours['dims']})"
     assert "store_vectors_embedding_idx" in upstream.indexes

@@ -293,6 +293,38 @@ async def test_deep_pagination_is_exact(engine: AsyncEngine, kind: str) -> None:
     assert await store.asearch(("p",), query=query, limit=5, offset=80) == []
 
 
+async def test_scan_settings_apply_inside_the_one_statement(engine: AsyncEngine) -> None:
+    """A lone unscoped search is one statement that sets ``hnsw.ef_search`` for its own scan.
+
+    HNSW returns at most ef_search rows (pgvector's default is 40) and an unscoped scan that
+    returns fewer rows than asked is taken as complete: without the setting in force when the
+    index is read, this search would come back with 40 items instead of 100.
+    """
+    store = make_store(engine, fields=["text"])
+    await store.setup()
+    texts = corpus(150, seed=11)
+    await store.abatch(
+        [PutOp(("w", str(i % 3)), f"k{i}", {"text": t}) for i, t in enumerate(texts)]
+    )
+    await store.asearch((), query="alpha", limit=1)  # learns pgvector's version once
+    statements: list[str] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        results = await store.asearch((), query="alpha bravo", limit=100)
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", capture)
+    assert len(results) == 100 and len({r.key for r in results}) == 100
+    assert len(statements) == 1 and "set_config" in statements[0]
+    scores = [r.score for r in results]
+    assert scores == sorted(scores, reverse=True)
+    async with engine.connect() as conn:  # transaction-local: nothing left on the connection
+        assert (await conn.execute(text("SHOW hnsw.ef_search"))).scalar_one() == "40"
+
+
 async def test_filtered_vector_search(engine: AsyncEngine) -> None:
     store = make_store(engine, fields=["text"])
     await store.setup()
@@ -377,21 +409,40 @@ async def test_ann_index_is_used_with_recall_at_10(engine: AsyncEngine) -> None:
         statements.append((statement, parameters))
 
     async def explain_last_search() -> str:
-        """EXPLAIN the store's last candidate query, under the settings it ran with."""
-        settings = next(s for s in statements if "set_config" in s[0])
+        """EXPLAIN the store's last ANN query, under the settings it ran with: those of a
+        separate set_config statement (the path with a join), or its own (one statement)."""
         candidates = next(
             s
-            for s in statements
+            for s in reversed(statements)
             if "ORDER BY" in s[0] and "store_vectors" in s[0] and "passing" not in s[0]
         )
+        settings = [s for s in statements if "set_config" in s[0] and "store_vectors" not in s[0]]
         async with engine.connect() as conn:
             raw = await conn.get_raw_connection()
             driver = raw.driver_connection
             assert driver is not None
             async with driver.transaction():  # SET LOCAL lasts for this transaction
-                await driver.fetch(settings[0], *settings[1])
+                for sql, params in settings:
+                    await driver.fetch(sql, *params)
                 plan = await driver.fetch("EXPLAIN " + candidates[0], *candidates[1])
         return "\n".join(r[0] for r in plan)
+
+    def sorted_before_limit(plan: str) -> bool:
+        """Whether a Sort sits between the ANN index scan and the LIMIT above it: the rows
+        would then all be read and sorted instead of taken from the index in order."""
+        lines = plan.splitlines()
+        at = next(i for i, line in enumerate(lines) if "store_vectors_embedding_idx" in line)
+        depth = len(lines[at]) - len(lines[at].lstrip())
+        for line in reversed(lines[:at]):
+            indent = len(line) - len(line.lstrip())
+            if indent >= depth or (indent and not line.strip().startswith("->")):
+                continue
+            depth = indent
+            if "Sort" in line:
+                return True
+            if "Limit" in line:
+                return False
+        return False
 
     normalized = docs / np.linalg.norm(docs, axis=1, keepdims=True)
     event.listen(engine.sync_engine, "before_cursor_execute", capture)
@@ -424,7 +475,7 @@ async def test_ann_index_is_used_with_recall_at_10(engine: AsyncEngine) -> None:
                 print(f"{label}: recall@10 {recall:.3f}, statements {len(statements)}")
                 assert recall >= 0.95, label
                 assert not any("set_config" in sql for sql, _ in statements), label
-                assert len(statements) == 2, label  # the exact ranking, then the items
+                assert len(statements) == 1, label  # exact ranking, items and all
                 continue
             plan = await explain_last_search()
             print(
@@ -433,7 +484,7 @@ async def test_ann_index_is_used_with_recall_at_10(engine: AsyncEngine) -> None:
             )
             assert recall >= 0.95, label
             assert "Index Scan using store_vectors_embedding_idx" in plan, label
-            assert "Sort" not in plan.split("store_vectors_embedding_idx")[0], label
+            assert not sorted_before_limit(plan), label
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", capture)
 
@@ -539,6 +590,9 @@ async def test_host_connection_vector_search_leaves_settings_as_found(engine: As
             ("h",), query="apple", filter={"i": {"$lt": 20}}, limit=5, offset=3
         )
         assert len(results) == 5 and all(r.value["i"] < 20 for r in results)
+        # The ANN paths that set ef_search inside their one statement restore it too.
+        assert len(await store.asearch((), query="apple", limit=50)) == 30
+        assert len(await store.asearch(("h",), query="apple", limit=7, offset=2)) == 7
         after = (
             await conn.execute(
                 text("SELECT current_setting('enable_sort'), current_setting('hnsw.ef_search')")

@@ -11,44 +11,187 @@ The semantics are InMemoryStore's (LangGraph's reference store), not upstream's:
   (upstream compares the text of both, so ``10 < 9``); a value of another type never matches;
 * any other ``$`` operator is a ``ValueError``.
 
-Filter keys are data: they only ever reach SQL as elements of a bound ``text[]`` path.
+A filter is parsed once into a :class:`ParsedFilter`: its *shape* (paths, operators, value
+kinds) and its *values*. Statements are built and cached per shape, with the values as named
+bind parameters, so a search repeated with other values reuses its compiled statement.
+
+Filter keys are data: they only ever reach SQL as bound values (``value -> :key`` or
+``value #> :path``), never as identifiers or text.
+
+Every equality on a scalar outside arrays is also stated as one containment test,
+``value @> :doc``, which the GIN ``jsonb_path_ops`` index on ``store.value`` answers (revision
+0006): the equalities alone make Postgres read and decode every row of the namespace.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, bindparam, collate, func, or_, true
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import Text
 
 from ..errors import InvalidInputError
 from .values import check_json_value
 
-__all__ = ["filter_clause"]
+__all__ = ["ParsedFilter", "filter_clause", "parse_filter"]
 
 _ORDERING = {"$gt", "$gte", "$lt", "$lte"}
 _OPERATORS = {"$eq", "$ne"} | _ORDERING
 
 Path = tuple[str, ...]
+# One condition of the conjunction a filter is: (kind, path, detail). Kinds: "eq" / "ne"
+# (a bound JSON value), "null" / "notnull", "object", "array" (detail: its length), and
+# "<op>:<type>" for the ordering operators (a bound JSON number or boolean, or text).
+Atom = tuple[str, Path, Any]
+
+_PARAM = "filter_{}"
+_CONTAINS_PARAM = "filter_contains"
 
 
-def filter_clause(
-    value_column: ColumnElement[Any], filter: Mapping[str, Any] | None
-) -> ColumnElement[bool]:
-    """The clause selecting rows whose value matches ``filter`` (``TRUE`` for no filter)."""
+@dataclass(frozen=True)
+class ParsedFilter:
+    """A validated filter: ``shape`` is hashable and free of values; ``params`` binds them."""
+
+    shape: tuple[Atom, ...]
+    params: Mapping[str, Any]
+
+
+def parse_filter(filter: object) -> ParsedFilter | None:
+    """Validate ``filter`` (``InvalidInputError``, a ``ValueError``, on anything unsupported);
+    None when there is nothing to filter on."""
     if not filter:
-        return true()
+        return None
     if not isinstance(filter, Mapping):
         raise InvalidInputError(f"filter must be a dict, got {type(filter).__name__}")
     check_json_value(filter, what="search filter")
-    return and_(*(_match(value_column, (_key(k),), v) for k, v in filter.items()))
+    atoms: list[Atom] = []
+    values: list[Any] = []
+    contains: dict[str, Any] = {}
+    for key, expected in filter.items():
+        _parse(atoms, values, contains, (_key(key),), expected, under_array=False)
+    params = {_PARAM.format(i): value for i, value in enumerate(values)}
+    if contains:
+        atoms.append(("contains", (), None))
+        params[_CONTAINS_PARAM] = contains
+    return ParsedFilter(tuple(atoms), params)
 
 
 def _key(key: object) -> str:
     if not isinstance(key, str):
         raise InvalidInputError(f"filter keys must be strings, got {key!r}")
     return key
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (str, bool, int, float))
+
+
+def _contain(contains: dict[str, Any], path: Path, value: Any) -> None:
+    """Add ``path: value`` to the containment document."""
+    node = contains
+    for label in path[:-1]:
+        child = node.setdefault(label, {})
+        if not isinstance(child, dict):  # an equality already fixed this key to a scalar
+            return
+        node = child
+    node.setdefault(path[-1], value)
+
+
+def _parse(
+    atoms: list[Atom],
+    values: list[Any],
+    contains: dict[str, Any],
+    path: Path,
+    expected: Any,
+    *,
+    under_array: bool,
+) -> None:
+    def bound(kind: str, value: Any, detail: Any = None) -> None:
+        atoms.append((kind, path, detail))
+        values.append(value)
+
+    if isinstance(expected, Mapping):
+        if any(isinstance(k, str) and k.startswith("$") for k in expected):
+            for op, operand in expected.items():
+                if op not in _OPERATORS:
+                    raise InvalidInputError(
+                        f"unsupported filter operator {op!r}; supported: "
+                        f"{', '.join(sorted(_OPERATORS))}"
+                    )
+                if op == "$eq":
+                    _equal(atoms, values, contains, path, operand, under_array=under_array)
+                elif op == "$ne":
+                    if operand is None:
+                        atoms.append(("notnull", path, None))
+                    else:
+                        bound("ne", operand)
+                else:
+                    if isinstance(operand, bool):
+                        bound(f"{op}:boolean", operand)
+                    elif isinstance(operand, (int, float)):
+                        bound(f"{op}:number", operand)
+                    elif isinstance(operand, str):
+                        bound(f"{op}:string", operand)
+                    else:
+                        raise InvalidInputError(
+                            f"filter operator {op} needs a number or a string, got {operand!r}"
+                        )
+            return
+        atoms.append(("object", path, None))
+        for k, v in expected.items():
+            _parse(atoms, values, contains, (*path, _key(k)), v, under_array=under_array)
+        return
+    if isinstance(expected, (list, tuple)):
+        atoms.append(("array", path, len(expected)))
+        for i, v in enumerate(expected):
+            _parse(atoms, values, contains, (*path, str(i)), v, under_array=True)
+        return
+    _equal(atoms, values, contains, path, expected, under_array=under_array)
+
+
+def _equal(
+    atoms: list[Atom],
+    values: list[Any],
+    contains: dict[str, Any],
+    path: Path,
+    expected: Any,
+    *,
+    under_array: bool,
+) -> None:
+    if expected is None:
+        atoms.append(("null", path, None))
+        return
+    atoms.append(("eq", path, None))
+    values.append(expected)
+    # Containment treats arrays as sets, so only equalities reached through object keys alone
+    # translate; the exact condition above stays in force for everything.
+    if not under_array and _is_scalar(expected):
+        _contain(contains, path, expected)
+
+
+def filter_clause(
+    value_column: ColumnElement[Any], parsed: ParsedFilter | None
+) -> ColumnElement[bool]:
+    """The clause selecting rows whose value matches the filter (``TRUE`` for none).
+
+    Its values are the named parameters ``parsed.params``, to be passed at execution.
+    """
+    if parsed is None:
+        return true()
+    clauses: list[ColumnElement[bool]] = []
+    index = 0
+    for kind, path, detail in parsed.shape:
+        if kind in ("eq", "ne") or ":" in kind:
+            clauses.append(_bound_atom(value_column, kind, path, _PARAM.format(index)))
+            index += 1
+        elif kind == "contains":
+            clauses.append(value_column.contains(bindparam(_CONTAINS_PARAM, type_=JSONB)))
+        else:
+            clauses.append(_unbound_atom(value_column, kind, path, detail))
+    return and_(*clauses)
 
 
 def _at(value_column: ColumnElement[Any], path: Path) -> ColumnElement[Any]:
@@ -60,83 +203,55 @@ def _at(value_column: ColumnElement[Any], path: Path) -> ColumnElement[Any]:
     return value_column[path]
 
 
-def _jsonb(value: Any) -> ColumnElement[Any]:
-    return bindparam(None, value, type_=JSONB)
-
-
-def _is_null(node: ColumnElement[Any]) -> ColumnElement[bool]:
-    # SQL NULL: the key is missing; JSON null: present and null. dict.get sees both as None.
-    return or_(node.is_(None), _typeof(node) == "null")
-
-
 def _typeof(node: ColumnElement[Any]) -> ColumnElement[str]:
     return func.jsonb_typeof(node)
 
 
-def _match(value_column: ColumnElement[Any], path: Path, expected: Any) -> ColumnElement[bool]:
-    node = _at(value_column, path)
-    if isinstance(expected, Mapping):
-        if any(isinstance(k, str) and k.startswith("$") for k in expected):
-            return and_(
-                true(),
-                *(_operator(value_column, path, op, operand) for op, operand in expected.items()),
-            )
-        return and_(
-            _typeof(node) == "object",
-            *(_match(value_column, (*path, _key(k)), v) for k, v in expected.items()),
-        )
-    if isinstance(expected, (list, tuple)):
-        n = len(expected)
-        return and_(
-            _typeof(node) == "array",
-            # Exactly n elements: the last one exists and the next does not (no
-            # jsonb_array_length, which raises on a non-array before AND can rule it out).
-            _at(value_column, (*path, str(n - 1))).is_not(None) if n else true(),
-            _at(value_column, (*path, str(n))).is_(None),
-            *(_match(value_column, (*path, str(i)), v) for i, v in enumerate(expected)),
-        )
-    if expected is None:
-        return _is_null(node)
-    return node == _jsonb(expected)
-
-
-def _operator(
-    value_column: ColumnElement[Any], path: Path, op: object, operand: Any
-) -> ColumnElement[bool]:
-    if op not in _OPERATORS:
-        raise InvalidInputError(
-            f"unsupported filter operator {op!r}; supported: {', '.join(sorted(_OPERATORS))}"
-        )
-    node = _at(value_column, path)
-    if op == "$eq":
-        return _is_null(node) if operand is None else node == _jsonb(operand)
-    if op == "$ne":
-        if operand is None:
-            return and_(node.is_not(None), _typeof(node) != "null")
-        return or_(node.is_(None), node != _jsonb(operand))
-    return _ordering(value_column, path, str(op), operand)
-
-
-def _ordering(
-    value_column: ColumnElement[Any], path: Path, op: str, operand: Any
+def _unbound_atom(
+    value_column: ColumnElement[Any], kind: str, path: Path, detail: Any
 ) -> ColumnElement[bool]:
     node = _at(value_column, path)
-    if isinstance(operand, bool):
-        kind, left, right = "boolean", node, _jsonb(operand)
-    elif isinstance(operand, (int, float)):
-        # jsonb compares two numbers numerically; the type check keeps strings out.
-        kind, left, right = "number", node, _jsonb(operand)
-    elif isinstance(operand, str):
+    if kind == "null":
+        # SQL NULL: the key is missing; JSON null: present and null. dict.get sees both as None.
+        return or_(node.is_(None), _typeof(node) == "null")
+    if kind == "notnull":
+        return and_(node.is_not(None), _typeof(node) != "null")
+    if kind == "object":
+        return _typeof(node) == "object"
+    assert kind == "array"
+    n = int(detail)
+    return and_(
+        _typeof(node) == "array",
+        # Exactly n elements: the last one exists and the next does not (no
+        # jsonb_array_length, which raises on a non-array before AND can rule it out).
+        _at(value_column, (*path, str(n - 1))).is_not(None) if n else true(),
+        _at(value_column, (*path, str(n))).is_(None),
+    )
+
+
+def _bound_atom(
+    value_column: ColumnElement[Any], kind: str, path: Path, name: str
+) -> ColumnElement[bool]:
+    node = _at(value_column, path)
+    if kind == "eq":
+        return node == bindparam(name, type_=JSONB)
+    if kind == "ne":
+        return or_(node.is_(None), node != bindparam(name, type_=JSONB))
+    op, json_type = kind.split(":")
+    left: ColumnElement[Any]
+    right: ColumnElement[Any]
+    if json_type == "string":
         # Code-point order, as Python compares str, whatever the database collation is.
-        kind = "string"
         left = collate(value_column[path].astext, "C")
-        right = bindparam(None, operand)
+        right = bindparam(name, type_=Text)
     else:
-        raise InvalidInputError(f"filter operator {op} needs a number or a string, got {operand!r}")
+        # jsonb compares two numbers (or two booleans) by value; the type check keeps the
+        # other JSON types out.
+        left, right = node, bindparam(name, type_=JSONB)
     compare = {
         "$gt": left > right,
         "$gte": left >= right,
         "$lt": left < right,
         "$lte": left <= right,
     }[op]
-    return and_(_typeof(node) == kind, compare)
+    return and_(_typeof(node) == json_type, compare)

@@ -14,7 +14,20 @@ from collections.abc import Sequence
 from typing import Any
 
 from langgraph.store.base import InvalidNamespaceError
-from sqlalchemy import ColumnElement, Select, Table, Text, and_, collate, func, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    collate,
+    func,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from ..errors import InvalidInputError
@@ -23,9 +36,12 @@ __all__ = [
     "SEPARATOR",
     "InvalidNamespaceLabelError",
     "list_namespaces_statement",
+    "listing_params",
+    "listing_shape",
     "namespace_from_prefix",
-    "namespace_prefix_clause",
     "namespace_to_prefix",
+    "scope_clause",
+    "scope_params",
     "validate_labels",
 ]
 
@@ -86,21 +102,23 @@ def _escape_like(text: str) -> str:
     )
 
 
-def namespace_prefix_clause(
-    prefix_column: ColumnElement[str], namespace: Sequence[str]
-) -> ColumnElement[bool]:
-    """Rows in ``namespace`` or below it, on whole labels.
+def scope_clause(prefix_column: ColumnElement[str], name: str) -> ColumnElement[bool]:
+    """Rows in a namespace or below it, on whole labels; the namespace is bound at execution
+    from :func:`scope_params` with the same ``name``.
 
-    Equality and an anchored LIKE (with the pattern fully built here, as one bound value)
-    both can use the primary key / ``text_pattern_ops`` index on ``prefix``.
+    Equality and an anchored LIKE (the pattern fully built in Python, one bound value) both can
+    use the primary key / ``text_pattern_ops`` index on ``prefix``.
     """
-    if not namespace:
-        return true()
-    path = namespace_to_prefix(namespace)
     return or_(
-        prefix_column == path,
-        prefix_column.like(_escape_like(path + SEPARATOR) + "%", escape=_LIKE_ESCAPE),
+        prefix_column == bindparam(f"{name}_path", type_=Text),
+        prefix_column.like(bindparam(f"{name}_pattern", type_=Text), escape=_LIKE_ESCAPE),
     )
+
+
+def scope_params(namespace: Sequence[str], name: str) -> dict[str, str]:
+    """The values :func:`scope_clause` ``name`` binds for ``namespace`` (non-empty)."""
+    path = namespace_to_prefix(namespace)
+    return {f"{name}_path": path, f"{name}_pattern": _escape_like(path + SEPARATOR) + "%"}
 
 
 def _labels(prefix_column: ColumnElement[str]) -> ColumnElement[list[str]]:
@@ -109,8 +127,37 @@ def _labels(prefix_column: ColumnElement[str]) -> ColumnElement[list[str]]:
     return func.string_to_array(collate(prefix_column, "C"), SEPARATOR, type_=ARRAY(Text))
 
 
+Condition = tuple[str, Sequence[str]]
+
+
+def listing_shape(conditions: Sequence[Condition], max_depth: int | None) -> tuple[Any, ...]:
+    """What the statement of a listing depends on: condition types, lengths and wildcard
+    positions, and ``max_depth``; the labels themselves are bound values."""
+    wildcards = tuple(
+        (match_type, tuple(label == "*" for label in path)) for match_type, path in conditions
+    )
+    return (wildcards, max_depth)
+
+
+def listing_params(conditions: Sequence[Condition]) -> dict[str, Any]:
+    """The values :func:`list_namespaces_statement` binds for ``conditions``."""
+    params: dict[str, Any] = {"list_limit": 0, "list_offset": 0}
+    for j, (match_type, path) in enumerate(conditions):
+        leading = _leading_labels(path)
+        if match_type == "prefix" and leading:
+            params.update(scope_params(leading, f"list_scope_{j}"))
+        for i, label in enumerate(path):
+            if label != "*":
+                params[f"list_label_{j}_{i}"] = label
+    return params
+
+
+def _leading_labels(path: Sequence[str]) -> list[str]:
+    return list(itertools.takewhile(lambda label: label != "*", path))
+
+
 def _condition_clause(
-    labels: ColumnElement[list[str]], match_type: str, path: Sequence[str]
+    labels: ColumnElement[list[str]], j: int, match_type: str, path: Sequence[str]
 ) -> ColumnElement[bool]:
     if match_type not in ("prefix", "suffix"):
         raise InvalidInputError(f"unknown namespace match type {match_type!r}")
@@ -124,34 +171,35 @@ def _condition_clause(
             continue
         # Postgres arrays are 1-based; a suffix counts back from the last label.
         position = i + 1 if match_type == "prefix" else depth - (n - 1 - i)
-        clauses.append(labels[position] == label)
+        clauses.append(labels[position] == bindparam(f"list_label_{j}_{i}", type_=Text))
     return and_(*clauses)
 
 
 def list_namespaces_statement(
     store: Table,
     *,
-    conditions: Sequence[tuple[str, Sequence[str]]],
+    conditions: Sequence[Condition],
     max_depth: int | None,
-    limit: int,
-    offset: int,
     live_only: ColumnElement[bool] | None,
 ) -> Select[Any]:
-    """Distinct namespaces (truncated to ``max_depth`` labels), sorted, paginated, in SQL."""
+    """Distinct namespaces (truncated to ``max_depth`` labels), sorted, paginated, in SQL.
+
+    Labels, limit and offset are bound at execution (:func:`listing_params`, plus
+    ``list_limit`` / ``list_offset``): one statement serves every listing of the same shape.
+    Labels must have been validated (non-empty, no separator).
+    """
     labels = _labels(store.c.prefix)
     where: list[ColumnElement[bool]] = []
-    for match_type, path in conditions:
+    for j, (match_type, path) in enumerate(conditions):
         # A prefix's leading literal labels also as a clause on the bare column: that form can
         # use the prefix index instead of splitting every row. When the whole condition is
-        # such labels (and none could hold the separator), it is the condition itself.
-        leading = list(itertools.takewhile(lambda label: label != "*", path))
+        # such labels, it is the condition itself.
+        leading = _leading_labels(path)
         if match_type == "prefix" and leading:
-            where.append(namespace_prefix_clause(store.c.prefix, leading))
-            if len(leading) == len(path) and all(
-                isinstance(label, str) and label and SEPARATOR not in label for label in path
-            ):
+            where.append(scope_clause(store.c.prefix, f"list_scope_{j}"))
+            if len(leading) == len(path):
                 continue
-        where.append(_condition_clause(labels, match_type, path))
+        where.append(_condition_clause(labels, j, match_type, path))
     if live_only is not None:
         where.append(live_only)
     # Distinct prefixes first: cheap on the prefix index, and far fewer than rows.
@@ -166,6 +214,6 @@ def list_namespaces_statement(
     return (
         select(func.array_to_string(namespaces.c.namespace, SEPARATOR, type_=Text).label("prefix"))
         .order_by(namespaces.c.namespace)
-        .limit(limit)
-        .offset(offset)
+        .limit(bindparam("list_limit", type_=Integer))
+        .offset(bindparam("list_offset", type_=Integer))
     )

@@ -8,6 +8,7 @@ size and the compiled and prepared-statement caches stay warm.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +26,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     cast,
+    collate,
     delete,
     exists,
     func,
@@ -40,15 +42,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..checkpoint.precompiled import BoundStatement, PrecompiledStatement
 from ..schema import Tables
 from .embedding import IndexSettings
-from .filters import filter_clause
+from .filters import ParsedFilter, filter_clause
 from .namespaces import (
     list_namespaces_statement,
+    listing_params,
+    listing_shape,
     namespace_from_prefix,
-    namespace_prefix_clause,
+    scope_clause,
+    scope_params,
 )
 from .vector_layer import vector_extension_version
 
-__all__ = ["ItemRow", "StoreRepository", "VectorRow"]
+__all__ = ["ItemRow", "StoreRepository", "VectorRow", "VectorSearch"]
 
 Pair = tuple[str, str]  # (prefix, key)
 
@@ -127,8 +132,9 @@ class StoreRepository:
         self.omit_expired = omit_expired
         self._loads = loads
         self._pgvector_version: str | None = None
-        self._namespace_statements: dict[Any, Any] = {}
-        self._search_statements: dict[Any, Any] = {}
+        self._namespace_statements: dict[Any, PrecompiledStatement] = {}
+        self._search_statements: dict[Any, PrecompiledStatement] = {}
+        self._vector_statements: dict[Any, PrecompiledStatement] = {}
         # The hot read, built once: only its bound arrays change from call to call.
         self._get = PrecompiledStatement(self._get_items_statement())
 
@@ -162,16 +168,6 @@ class StoreRepository:
         # Positional: precompiled statements return the driver's records, not SQLAlchemy rows.
         prefix, key, value, created_at, updated_at = row
         return ItemRow(prefix, key, self._decode(value), created_at, updated_at)
-
-    def _item(self, row: Any, score: float | None = None) -> ItemRow:
-        return ItemRow(
-            prefix=row.prefix,
-            key=row.key,
-            value=self._decode(row.value),
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            score=score,
-        )
 
     # --- reads ---------------------------------------------------------------------------------
 
@@ -240,44 +236,65 @@ class StoreRepository:
         rows = await self.bound_get_items(pairs, refresh).execute(conn)
         return self.items_from_rows(rows)
 
-    async def search_items(self, conn: AsyncConnection, op: SearchOp) -> list[ItemRow]:
-        """Filtered listing without a query: newest first, ties broken by namespace and key
-        so pages never overlap; TTLs of the returned items refreshed in the same statement."""
-        try:
-            shape: tuple[Any, ...] | None = (
-                tuple(op.namespace_prefix),
-                orjson.dumps(op.filter) if op.filter else None,
-                op.limit,
-                op.offset,
-                op.refresh_ttl,
-            )
-            stmt = self._search_statements.get(shape)
-        except (TypeError, orjson.JSONEncodeError):
-            shape, stmt = None, None
-        if stmt is None:
-            stmt = self._search_statement(op)
-            if shape is not None:
-                # A search asked again (same scope, filter and page) reuses its statement,
-                # skipping the build and SQLAlchemy's cache-key walk.
-                if len(self._search_statements) >= _STATEMENTS_KEPT:
-                    self._search_statements.clear()
-                self._search_statements[shape] = stmt
-        return [self._item(row) for row in await conn.execute(stmt)]
+    @staticmethod
+    def _cached(
+        cache: dict[Any, PrecompiledStatement], shape: Any, build: Callable[[], Any]
+    ) -> PrecompiledStatement:
+        statement = cache.get(shape)
+        if statement is None:
+            # Bounded: callers choose the shapes (filters, conditions), usually a handful.
+            if len(cache) >= _STATEMENTS_KEPT:
+                cache.clear()
+            statement = cache[shape] = PrecompiledStatement(build())
+        return statement
 
-    def _search_statement(self, op: SearchOp) -> Any:
+    def bound_search(self, op: SearchOp, parsed: ParsedFilter | None) -> BoundStatement:
+        """Filtered listing without a query, as one statement for ``Database.fetch``.
+
+        Newest first, ties broken by namespace and key so pages never overlap; the TTLs of
+        the returned items refreshed in the same statement. Built once per shape (scope or
+        not, the filter's shape, refresh or not); namespace, filter values and the page are
+        bound.
+        """
+        refresh = bool(op.refresh_ttl)
+        scoped = bool(op.namespace_prefix)
+        shape = (scoped, parsed.shape if parsed is not None else None, refresh)
+        statement = self._cached(
+            self._search_statements,
+            shape,
+            lambda: self._search_statement(scoped, parsed, refresh),
+        )
+        params: dict[str, Any] = {"search_limit": op.limit, "search_offset": op.offset}
+        if scoped:
+            params.update(scope_params(op.namespace_prefix, "search_scope"))
+        if parsed is not None:
+            params.update(parsed.params)
+        return statement.bind(params)
+
+    def items_from_list(self, rows: Sequence[Sequence[Any]]) -> list[ItemRow]:
+        return [self._item_from_values(row) for row in rows]
+
+    async def search_items(
+        self, conn: AsyncConnection, op: SearchOp, parsed: ParsedFilter | None
+    ) -> list[ItemRow]:
+        return self.items_from_list(await self.bound_search(op, parsed).execute(conn))
+
+    def _search_statement(
+        self, scoped: bool, parsed: ParsedFilter | None, refresh: bool
+    ) -> Any:
         s = self.store.c
         page = (
             select(*self._item_columns())
             .where(
-                namespace_prefix_clause(s.prefix, op.namespace_prefix),
-                filter_clause(s.value, op.filter),
+                scope_clause(s.prefix, "search_scope") if scoped else true(),
+                filter_clause(s.value, parsed),
                 self._live(),
             )
             .order_by(s.updated_at.desc(), s.prefix, s.key)
-            .limit(op.limit)
-            .offset(op.offset)
+            .limit(bindparam("search_limit", type_=Integer))
+            .offset(bindparam("search_offset", type_=Integer))
         )
-        if not op.refresh_ttl:
+        if not refresh:
             return page
         results = page.cte("results")
         return (
@@ -286,38 +303,39 @@ class StoreRepository:
             .order_by(results.c.updated_at.desc(), results.c.prefix, results.c.key)
         )
 
-    async def list_namespaces(
-        self, conn: AsyncConnection, op: ListNamespacesOp
-    ) -> list[tuple[str, ...]]:
+    def bound_list_namespaces(self, op: ListNamespacesOp) -> BoundStatement:
+        """``list_namespaces`` as one statement for ``Database.fetch``; labels validated."""
         conditions = tuple((c.match_type, tuple(c.path)) for c in op.match_conditions or ())
-        shape: tuple[Any, ...] | None = (conditions, op.max_depth, op.limit, op.offset)
-        try:
-            stmt = self._namespace_statements.get(shape)
-        except TypeError:  # labels that are not even hashable: built, then rejected below
-            shape, stmt = None, None
-        if stmt is None:
-            stmt = list_namespaces_statement(
+        statement = self._cached(
+            self._namespace_statements,
+            listing_shape(conditions, op.max_depth),
+            lambda: list_namespaces_statement(
                 self.store,
                 conditions=conditions,
                 max_depth=op.max_depth,
-                limit=op.limit,
-                offset=op.offset,
                 live_only=self._live() if self.omit_expired else None,
-            )
-            if shape is not None:
-                # The same listing asked again reuses its statement, whose cache key
-                # SQLAlchemy then already knows; bounded, as callers choose the shapes.
-                if len(self._namespace_statements) >= _STATEMENTS_KEPT:
-                    self._namespace_statements.clear()
-                self._namespace_statements[shape] = stmt
-        prefixes = (await conn.execute(stmt)).scalars().all()
-        return [namespace_from_prefix(prefix) for prefix in prefixes]
+            ),
+        )
+        params = listing_params(conditions)
+        params.update(list_limit=op.limit, list_offset=op.offset)
+        return statement.bind(params)
+
+    @staticmethod
+    def namespaces_from_rows(rows: Sequence[Sequence[Any]]) -> list[tuple[str, ...]]:
+        return [namespace_from_prefix(row[0]) for row in rows]
+
+    async def list_namespaces(
+        self, conn: AsyncConnection, op: ListNamespacesOp
+    ) -> list[tuple[str, ...]]:
+        return self.namespaces_from_rows(await self.bound_list_namespaces(op).execute(conn))
 
     # --- vector search -------------------------------------------------------------------------
 
-    def _distance(self, query_vector: Sequence[float]) -> ColumnElement[float]:
+    def _distance(self) -> ColumnElement[float]:
+        """Distance to the query vector, bound at execution as ``query_vector``."""
         assert self.vectors is not None and self.index is not None
         embedding = self.vectors.c.embedding
+        query_vector = bindparam("query_vector", type_=embedding.type)
         distance = self.index.distance_type
         if distance == "l2":
             return embedding.l2_distance(query_vector)  # type: ignore[no-any-return]
@@ -333,13 +351,9 @@ class StoreRepository:
         # negated inner product, so negating it gives the inner product itself.
         return -distance
 
-    async def _ann_settings(
-        self, conn: AsyncConnection, candidates: int, restricted: bool, joined: bool
-    ) -> dict[str, str]:
+    def _settings_for(self, candidates: int, restricted: bool, joined: bool) -> dict[str, str]:
         """The planner and pgvector settings that size the ANN scan for this query."""
-        assert self.index is not None
-        if self._pgvector_version is None:
-            self._pgvector_version = await vector_extension_version(conn) or "0"
+        assert self.index is not None and self._pgvector_version is not None
         iterative = _version_at_least(self._pgvector_version, (0, 8))
         settings: dict[str, str] = {}
         if self.index.kind == "hnsw":
@@ -416,17 +430,19 @@ class StoreRepository:
         return self.index.kind == "ivfflat" or restricted or candidates > _EF_SEARCH_MAX
 
     def _candidates_statement(
-        self, op: SearchOp, query_vector: Sequence[float], *, exact: bool
+        self, op: SearchOp, parsed: ParsedFilter | None, *, exact: bool
     ) -> Any:
         assert self.vectors is not None
         v = self.vectors.c
         s = self.store.c
-        distance = self._distance(query_vector)
-        where: list[ColumnElement[bool]] = [namespace_prefix_clause(v.prefix, op.namespace_prefix)]
+        distance = self._distance()
+        where: list[ColumnElement[bool]] = [
+            scope_clause(v.prefix, "search_scope") if op.namespace_prefix else true()
+        ]
         source: Any = self.vectors
-        if op.filter or self.omit_expired:
+        if parsed is not None or self.omit_expired:
             source = self.vectors.join(self.store, and_(s.prefix == v.prefix, s.key == v.key))
-            where += [filter_clause(s.value, op.filter), self._live()]
+            where += [filter_clause(s.value, parsed), self._live()]
         # ORDER BY the bare operator is what lets pgvector serve it from the ANN index; adding
         # zero makes it an expression the index cannot serve: an exact scan.
         order = (distance + literal(0.0, Double)) if exact else distance
@@ -440,96 +456,226 @@ class StoreRepository:
             .limit(bindparam("candidate_limit", type_=Integer, literal_execute=True))
         )
 
-    def _exact_if_few_statement(self, op: SearchOp, query_vector: Sequence[float]) -> Any:
-        """Rank exactly the items passing ``op``'s filter and scope, if there are fewer than
-        ``exact_cap``; one statement either way.
+    # --- vector search: one statement per step ------------------------------------------------
 
-        Its rows: ``passing`` (how many items passed, counted up to ``exact_cap``) and, only
-        when that is below the cap, the best ``exact_limit`` items with their best distance.
-        Finding out costs at most one pass over the store rows matching the scope, stopping
-        as soon as the cap is reached.
+    def _page_with_items(self, head: Any, page: Any, refresh: bool) -> Any:
+        """``head``'s one row, joined with the page's items (value and distance), best first.
+
+        ``head`` always yields its row, so the step's verdict arrives even for an empty page;
+        the page's TTLs are refreshed in the same statement when asked.
+        """
+        s = self.store.c
+        items = page.join(self.store, and_(s.prefix == page.c.prefix, s.key == page.c.key))
+        stmt = (
+            select(*head.c, *self._item_columns(), page.c.distance)
+            .select_from(head.outerjoin(items, true()))
+            .order_by(page.c.distance, collate(s.prefix, "C"), collate(s.key, "C"))
+        )
+        return stmt.add_cte(self._refresh(page)) if refresh else stmt
+
+    def _ranked_page(self, scored: Any, head_filter: ColumnElement[bool]) -> Any:
+        """Items of ``scored`` (vector rows with a distance) by their best field, one page."""
+        best = func.min(scored.c.distance).label("distance")
+        return (
+            select(scored.c.prefix, scored.c.key, best)
+            .where(head_filter)
+            .group_by(scored.c.prefix, scored.c.key)
+            # Code-point order for ties, as the Python-side ranking of the other paths.
+            .order_by(best, collate(scored.c.prefix, "C"), collate(scored.c.key, "C"))
+            .limit(bindparam("page_limit", type_=Integer))
+            .offset(bindparam("page_offset", type_=Integer))
+            .cte("page")
+            .prefix_with("MATERIALIZED")
+        )
+
+    def _probe_statement(self, scoped: bool, parsed: ParsedFilter, refresh: bool) -> Any:
+        """Rank exactly the items passing the filter and scope, if fewer than ``exact_cap``.
+
+        Head row: ``final`` (fewer passed than the cap: the page is the answer) and how many
+        passed. Finding out costs at most one pass over the matching store rows (the filter's
+        containment test finds them in the GIN index), stopping at the cap; ranking them is a
+        primary-key lookup per item, cheaper than wading through the ANN index for rare items.
         """
         assert self.vectors is not None
         v = self.vectors.c
         s = self.store.c
+        cap = bindparam("exact_cap", type_=Integer)
         passing = (
             select(s.prefix, s.key)
             .where(
-                namespace_prefix_clause(s.prefix, op.namespace_prefix),
-                filter_clause(s.value, op.filter),
+                scope_clause(s.prefix, "search_scope") if scoped else true(),
+                filter_clause(s.value, parsed),
                 self._live(),
             )
-            .limit(bindparam("exact_cap", type_=Integer, literal_execute=True))
+            .limit(cap)
             .cte("passing")
             .prefix_with("MATERIALIZED")
         )
-        counted = select(func.count().label("passing")).select_from(passing).subquery("counted")
+        counted = (
+            select(func.count().label("passing"))
+            .select_from(passing)
+            .cte("counted")
+            .prefix_with("MATERIALIZED")
+        )
         # The extra term keeps pgvector's index out: these few rows are ranked exactly.
-        distance = func.min(self._distance(query_vector) + literal(0.0, Double))
-        ranked = (
-            select(v.prefix, v.key, distance.label("distance"))
+        scored = (
+            select(v.prefix, v.key, (self._distance() + literal(0.0, Double)).label("distance"))
             .select_from(
                 passing.join(
                     self.vectors, and_(v.prefix == passing.c.prefix, v.key == passing.c.key)
                 )
             )
-            .where(counted.c.passing < bindparam("exact_below", type_=Integer))
-            .group_by(v.prefix, v.key)
-            .order_by(distance, v.prefix, v.key)
-            .limit(bindparam("exact_limit", type_=Integer, literal_execute=True))
-            .lateral("ranked")
+            .subquery("scored")
         )
-        return select(
-            counted.c.passing, ranked.c.prefix, ranked.c.key, ranked.c.distance
-        ).select_from(counted.outerjoin(ranked, true()))
+        page = self._ranked_page(
+            scored, select(counted.c.passing).scalar_subquery() < cap
+        )
+        head = select((counted.c.passing < cap).label("final"), counted.c.passing).subquery(
+            "head"
+        )
+        return self._page_with_items(head, page, refresh)
+
+    def _ann_statement(
+        self, scoped: bool, names: tuple[str, ...], refresh: bool, exact: bool
+    ) -> Any:
+        """One ANN (or exact) scan for ``candidate_limit`` vector rows, ranked into a page.
+
+        The scan's settings (``hnsw.ef_search`` ...) are applied by ``set_config(..., true)``
+        in the same statement: in a MATERIALIZED CTE that the scan joins LATERALly and refers
+        to, so its row exists (and the settings are in force) before the index is read; HNSW
+        reads them when the scan fetches its first row. The values they replace come back in
+        the head row (a host's transaction gets them restored). Head row: ``final``, how many
+        vector rows the scan returned, then the replaced values.
+
+        ``final`` is decided in SQL from the bound ``wanted`` and ``short_is_final`` (whether
+        a scan returning fewer rows than asked has seen them all) so that the TTL refresh
+        touches exactly the items returned, and only when the page is the answer.
+        """
+        assert self.vectors is not None
+        v = self.vectors.c
+        distance = self._distance()
+        # ORDER BY the bare operator is what lets pgvector serve it from the ANN index; adding
+        # zero makes it an expression the index cannot serve: an exact scan.
+        order = (distance + literal(0.0, Double)) if exact else distance
+        limit = bindparam("candidate_limit", type_=Integer)
+        nearest = (
+            select(v.prefix, v.key, distance.label("distance"))
+            .where(scope_clause(v.prefix, "search_scope") if scoped else true())
+            .order_by(order)
+            .limit(limit)
+        )
+        head_columns: list[ColumnElement[Any]] = []
+        if names:
+            previous = (
+                select(
+                    *(func.current_setting(n, True).label(f"p{i}") for i, n in enumerate(names))
+                )
+                .cte("previous")
+                .prefix_with("MATERIALIZED")
+            )
+            knobs = (
+                select(
+                    previous,
+                    *(
+                        func.set_config(n, bindparam(f"knob_{i}", type_=Text), True).label(f"s{i}")
+                        for i, n in enumerate(names)
+                    ),
+                )
+                .cte("knobs")
+                .prefix_with("MATERIALIZED")
+            )
+            after_knobs = nearest.where(knobs.c.s0.is_not(None)).lateral("nearest")
+            scan = (
+                select(after_knobs.c.prefix, after_knobs.c.key, after_knobs.c.distance)
+                .select_from(knobs.join(after_knobs, true()))
+                .cte("scan")
+                .prefix_with("MATERIALIZED")
+            )
+            head_columns = [
+                select(knobs.c[f"p{i}"]).scalar_subquery().label(f"p{i}")
+                for i in range(len(names))
+            ]
+        else:
+            scan = nearest.cte("scan").prefix_with("MATERIALIZED")
+        scanned = select(func.count()).select_from(scan).scalar_subquery()
+        found = (
+            select(func.count())
+            .select_from(select(scan.c.prefix, scan.c.key).distinct().subquery())
+            .scalar_subquery()
+        )
+        final = or_(
+            found >= bindparam("wanted", type_=Integer),
+            and_(scanned < limit, bindparam("short_is_final", type_=Boolean)),
+        )
+        page = self._ranked_page(scan, final)
+        head = select(final.label("final"), scanned.label("scanned"), *head_columns).subquery(
+            "head"
+        )
+        return self._page_with_items(head, page, refresh)
+
+    def start_vector_search(
+        self, op: SearchOp, parsed: ParsedFilter | None, query_vector: Sequence[float]
+    ) -> VectorSearch:
+        """The state of one vector search; see :class:`VectorSearch`."""
+        return VectorSearch(self, op, parsed, query_vector)
+
+    # --- vector search: the multi-statement path -----------------------------------------------
 
     async def vector_search(
-        self, conn: AsyncConnection, op: SearchOp, query_vector: Sequence[float]
+        self,
+        conn: AsyncConnection,
+        op: SearchOp,
+        parsed: ParsedFilter | None,
+        query_vector: Sequence[float],
+        *,
+        search: VectorSearch | None = None,
     ) -> list[ItemRow]:
         """Items ranked by their best field, ``op.offset`` .. ``op.offset + op.limit``.
 
         The ANN index yields vector rows, not items: an item with several fields appears
         several times. Rows are fetched in growing batches until ``offset + limit`` distinct
         items are known, so deep pages are exact (upstream over-fetches a fixed amount and
-        returns short or empty pages).
+        returns short or empty pages). ``search``: a search already under way (its first
+        step ran elsewhere); it is copied, not changed.
         """
         assert self.index is not None
-        wanted = op.offset + op.limit
         if op.limit <= 0:
             return []
-        restricted = bool(op.namespace_prefix or op.filter or self.omit_expired)
-        joined = bool(op.filter or self.omit_expired)
-        candidates = max(wanted * self.index.vectors_per_item, wanted)
-        exact = self.index.kind == "flat"
-        if restricted and not exact:
-            candidates = max(_FILTERED_MIN_ROWS, candidates * _FILTERED_OVERFETCH)
+        if self._pgvector_version is None:
+            self._pgvector_version = await vector_extension_version(conn) or "0"
+        if search is not None:
+            # A retried transaction must start from the same state again: work on a copy.
+            state = copy.copy(search)
+            state.previous = dict(search.previous)
+        else:
+            state = self.start_vector_search(op, parsed, query_vector)
+        # On an error the transaction (or savepoint) rolls back, undoing SET LOCAL too.
+        while (step := state.next_statement()) is not None:
+            items = state.consume(await step.execute(conn))
+            if items is not None:
+                await self._restore_settings(conn, state.previous)
+                return items
+        await self._restore_settings(conn, state.previous)
+        return await self._joined_search(conn, state)
+
+    async def _joined_search(self, conn: AsyncConnection, state: VectorSearch) -> list[ItemRow]:
+        """ANN search whose rows need the store row (a filter or ``omit_expired``), or on an
+        IVFFlat index: planner settings first, so several statements in one transaction."""
+        assert self.index is not None
+        op, parsed = state.op, state.parsed
+        wanted = op.offset + op.limit
+        candidates, exact = state.candidates, state.exact
+        params = state.scope_and_filter_params()
         previous: dict[str, str | None] = {}
         best: dict[Pair, float] = {}
-        answered = False
-        # Only for filters: a namespace scope is checked on the vector rows themselves, cheaply
-        # enough that the over-fetching index scan keeps up, and the probe would cost every
-        # scoped search (the common case) a pass over the scope's store rows.
-        if op.filter:
-            probe = await conn.execute(
-                self._exact_if_few_statement(op, query_vector),
-                {
-                    "exact_cap": _EXACT_RANK_MAX_ITEMS,
-                    "exact_below": _EXACT_RANK_MAX_ITEMS,
-                    "exact_limit": wanted,
-                },
-            )
-            rows = probe.all()
-            if rows[0].passing < _EXACT_RANK_MAX_ITEMS:
-                best = {(r.prefix, r.key): r.distance for r in rows if r.prefix is not None}
-                answered = True  # exactly: the index is not needed
-        while not answered:
+        while True:
             if not exact:
-                settings = await self._ann_settings(conn, candidates, restricted, joined)
+                settings = self._settings_for(candidates, state.restricted, state.joined)
                 replaced = await self._apply_settings(conn, settings)
                 for name, value in replaced.items():
                     previous.setdefault(name, value)
-            stmt = self._candidates_statement(op, query_vector, exact=exact)
-            rows = (await conn.execute(stmt, {"candidate_limit": candidates})).all()
+            stmt = self._candidates_statement(op, parsed, exact=exact)
+            rows = (await conn.execute(stmt, {**params, "candidate_limit": candidates})).all()
             best = {}
             # relaxed_order scans return rows roughly sorted; sort before keeping the
             # first (best) row of each item.
@@ -540,7 +686,7 @@ class StoreRepository:
             if len(best) >= wanted:
                 break
             if len(rows) < candidates:
-                if exact or not self._ann_may_stop_short(candidates, restricted):
+                if exact or not self._ann_may_stop_short(candidates, state.restricted):
                     break
                 # The ANN scan may have given up before it found enough rows; only an
                 # exact scan can say there are no more.
@@ -549,7 +695,6 @@ class StoreRepository:
                 previous = {}
                 continue
             candidates *= 4
-        # On an error the transaction (or savepoint) rolls back, which undoes SET LOCAL too.
         await self._restore_settings(conn, previous)
         ranked = sorted(best.items(), key=lambda kv: (kv[1], kv[0]))[op.offset : wanted]
         if not ranked:
@@ -562,6 +707,24 @@ class StoreRepository:
             for pair, dist in ranked
             if pair in items
         ]
+
+    def vector_items(self, rows: Sequence[Sequence[Any]], head: int) -> list[ItemRow]:
+        """The page's items from a one-statement step's rows (after ``head`` columns)."""
+        items = []
+        for row in rows:
+            prefix, key, value, created_at, updated_at, distance = row[head:]
+            if prefix is not None:
+                items.append(
+                    ItemRow(
+                        prefix,
+                        key,
+                        self._decode(value),
+                        created_at,
+                        updated_at,
+                        self._score(distance),
+                    )
+                )
+        return items
 
     # --- writes --------------------------------------------------------------------------------
 
@@ -694,3 +857,99 @@ class StoreRepository:
             delete(self.store).where(s.expires_at.is_not(None), s.expires_at < func.now())
         )
         return int(result.rowcount)
+
+
+class VectorSearch:
+    """One vector search as a series of one-statement steps, for paths that can take them.
+
+    :meth:`next_statement` gives the next step (None: the search must go on through
+    :meth:`StoreRepository.vector_search`'s multi-statement path), :meth:`consume` reads the
+    step's rows and returns the items once a step answered. A lone search thus usually costs
+    one round trip: the filter probe, or the ANN scan with its settings, page and values.
+    """
+
+    def __init__(
+        self,
+        repo: StoreRepository,
+        op: SearchOp,
+        parsed: ParsedFilter | None,
+        query_vector: Sequence[float],
+    ) -> None:
+        index = repo.index
+        assert index is not None
+        self.repo, self.op, self.parsed, self.query_vector = repo, op, parsed, query_vector
+        self.wanted = op.offset + op.limit
+        self.restricted = bool(op.namespace_prefix or parsed is not None or repo.omit_expired)
+        self.joined = bool(parsed is not None or repo.omit_expired)
+        self.candidates = max(self.wanted * index.vectors_per_item, self.wanted)
+        self.exact = index.kind == "flat"
+        if self.restricted and not self.exact:
+            self.candidates = max(_FILTERED_MIN_ROWS, self.candidates * _FILTERED_OVERFETCH)
+        # Only for filters: a namespace scope is checked on the vector rows themselves,
+        # cheaply enough that the over-fetching index scan keeps up, and the probe would cost
+        # every scoped search (the common case) a pass over the scope's store rows.
+        self.probe = parsed is not None
+        # Settings the steps replaced, with their values from before the first one.
+        self.previous: dict[str, str | None] = {}
+        self._names: tuple[str, ...] = ()
+
+    def scope_and_filter_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = dict(self.parsed.params) if self.parsed is not None else {}
+        if self.op.namespace_prefix:
+            params.update(scope_params(self.op.namespace_prefix, "search_scope"))
+        params["query_vector"] = self.query_vector
+        return params
+
+    def next_statement(self) -> BoundStatement | None:
+        repo, op = self.repo, self.op
+        assert repo.index is not None
+        scoped, refresh = bool(op.namespace_prefix), bool(op.refresh_ttl)
+        params = self.scope_and_filter_params()
+        params.update(page_limit=op.limit, page_offset=op.offset)
+        parsed = self.parsed
+        if self.probe and parsed is not None:
+            probe = repo._cached(
+                repo._vector_statements,
+                ("probe", scoped, parsed.shape, refresh),
+                lambda: repo._probe_statement(scoped, parsed, refresh),
+            )
+            params["exact_cap"] = _EXACT_RANK_MAX_ITEMS
+            return probe.bind(params)
+        # IVFFlat reads its settings when the scan starts, before a row of the statement
+        # exists; a join needs planner settings. Both take the multi-statement path.
+        if self.joined or repo.index.kind == "ivfflat" or repo._pgvector_version is None:
+            return None
+        settings = (
+            {} if self.exact else repo._settings_for(self.candidates, self.restricted, False)
+        )
+        names = self._names = tuple(settings)
+        exact = self.exact
+        ann = repo._cached(
+            repo._vector_statements,
+            ("ann", scoped, names, refresh, exact),
+            lambda: repo._ann_statement(scoped, names, refresh, exact),
+        )
+        params.update({f"knob_{i}": value for i, value in enumerate(settings.values())})
+        params.update(
+            candidate_limit=self.candidates,
+            wanted=self.wanted,
+            short_is_final=exact or not repo._ann_may_stop_short(self.candidates, self.restricted),
+        )
+        return ann.bind(params)
+
+    def consume(self, rows: Sequence[Sequence[Any]]) -> list[ItemRow] | None:
+        head = rows[0]
+        if self.probe:
+            self.probe = False
+            return self.repo.vector_items(rows, 2) if head[0] else None
+        for i, name in enumerate(self._names):
+            self.previous.setdefault(name, head[2 + i])
+        if head[0]:
+            return self.repo.vector_items(rows, 2 + len(self._names))
+        if head[1] < self.candidates:
+            # The ANN scan may have given up before it found enough rows; only an exact scan
+            # can say there are no more.
+            self.exact = True
+        else:
+            self.candidates *= 4
+        return None

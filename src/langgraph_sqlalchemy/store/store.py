@@ -40,9 +40,9 @@ from ..engine import create_engine
 from ..errors import DatabaseError, InvalidInputError
 from ..schema import get_tables, validate_schema_name, vector_embedding_table
 from .embedding import IndexSettings, parse_index_config, parse_paths, texts_to_embed, unique_texts
-from .filters import filter_clause
+from .filters import ParsedFilter, parse_filter
 from .namespaces import namespace_from_prefix, namespace_to_prefix, validate_labels
-from .repository import ItemRow, StoreRepository, VectorRow
+from .repository import ItemRow, StoreRepository, VectorRow, VectorSearch
 from .ttl import TTLSweeper
 from .values import check_json_value, encode_value
 from .vector_layer import ensure_vector_layer
@@ -61,7 +61,7 @@ class _Plan:
     """A validated batch: what to read, what to write, what to embed."""
 
     gets: list[tuple[int, GetOp, Pair]] = field(default_factory=list)
-    searches: list[tuple[int, SearchOp]] = field(default_factory=list)
+    searches: list[tuple[int, SearchOp, ParsedFilter | None]] = field(default_factory=list)
     listings: list[tuple[int, ListNamespacesOp]] = field(default_factory=list)
     # (namespace, key) -> (pair, op, encoded value or None for a delete); last put wins.
     puts: dict[tuple[tuple[str, ...], str], tuple[Pair, PutOp, str | None]] = field(
@@ -296,7 +296,7 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
     ) -> list[SearchItem]:
         validate_labels(namespace_prefix, what="namespace prefix")
         _check_page(limit, offset, "search")
-        filter_clause(self._repo.store.c.value, filter)
+        parse_filter(filter)
         return await super().asearch(
             namespace_prefix,
             query=query,
@@ -369,8 +369,7 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
                     raise InvalidInputError(
                         f"search query must be a string, got {type(op.query).__name__}"
                     )
-                filter_clause(self._repo.store.c.value, op.filter)  # validates operators/values
-                plan.searches.append((i, op))
+                plan.searches.append((i, op, parse_filter(op.filter)))
             elif isinstance(op, ListNamespacesOp):
                 for condition in op.match_conditions or ():
                     validate_labels(tuple(condition.path), what=f"{condition.match_type} condition")
@@ -405,11 +404,11 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
         return plan
 
     async def _embed_queries(
-        self, searches: Sequence[tuple[int, SearchOp]]
+        self, searches: Sequence[tuple[int, SearchOp, ParsedFilter | None]]
     ) -> dict[str, list[float]]:
         if self._index is None:
             return {}
-        queries = list(dict.fromkeys(op.query for _, op in searches if op.query))
+        queries = list(dict.fromkeys(op.query for _, op, _ in searches if op.query))
         if not queries:
             return {}
         vectors = await asyncio.gather(*(self._index.embeddings.aembed_query(q) for q in queries))
@@ -473,7 +472,7 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
             for pair, op, encoded in plan.puts.values()
             if encoded is not None
         )
-        vector_search = self._index is not None and any(op.query for _, op in plan.searches)
+        vector_search = self._index is not None and any(op.query for _, op, _ in plan.searches)
         statements = (
             bool(plan.gets)
             + len(plan.searches)
@@ -482,6 +481,15 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
             + bool(upserts)
             + (2 if vector_owners else 0)
         )
+
+        # A lone vector search on an engine starts with one statement outside any transaction
+        # (the ANN scan with its settings, or the filter probe); a transaction follows only if
+        # that step could not answer.
+        lone: tuple[int, VectorSearch] | None = None
+        if vector_search and statements == 1 and self.db.engine is not None:
+            i, search, parsed = plan.searches[0]
+            if search.limit > 0 and search.query is not None:
+                lone = (i, repo.start_vector_search(search, parsed, query_vectors[search.query]))
 
         refresh: dict[Pair, bool] = {}
         for _, get, pair in plan.gets:
@@ -501,11 +509,17 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
                     conn, [pair for pair, _ in ordered], [flag for _, flag in ordered]
                 )
                 fill_gets(results, found)
-            for i, search in plan.searches:
+            for i, search, parsed in plan.searches:
                 if search.query and self._index is not None:
-                    rows = await repo.vector_search(conn, search, query_vectors[search.query])
+                    rows = await repo.vector_search(
+                        conn,
+                        search,
+                        parsed,
+                        query_vectors[search.query],
+                        search=lone[1] if lone is not None and lone[0] == i else None,
+                    )
                 else:
-                    rows = await repo.search_items(conn, search)
+                    rows = await repo.search_items(conn, search, parsed)
                 results[i] = [_to_search_item(row) for row in rows]
             for i, listing in plan.listings:
                 results[i] = await repo.list_namespaces(conn, listing)
@@ -520,9 +534,10 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
         # BEGIN/COMMIT around it: one statement is atomic on its own.
         single = statements == 1 and not vector_search
         try:
+            # A lone read (aget's, asearch's or alist_namespaces' usual batch) is one
+            # precompiled statement, sent on the fastest path Database has for a single
+            # idempotent statement.
             if single and plan.gets:
-                # Only gets (aget's usual batch): the one precompiled read, sent on the
-                # fastest path Database has for a lone idempotent statement.
                 rows = await self.db.fetch(
                     repo.bound_get_items(
                         [pair for pair, _ in ordered], [flag for _, flag in ordered]
@@ -531,6 +546,24 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
                 )
                 results: list[Result] = [None] * len(ops)
                 fill_gets(results, repo.items_from_rows(rows))
+                return results
+            if single and plan.searches:
+                i, search, parsed = plan.searches[0]
+                rows = await self.db.fetch(repo.bound_search(search, parsed), op="store.batch")
+                results = [None] * len(ops)
+                results[i] = [_to_search_item(row) for row in repo.items_from_list(rows)]
+                return results
+            if lone is not None and (step := lone[1].next_statement()) is not None:
+                found_items = lone[1].consume(await self.db.fetch(step, op="store.batch"))
+                if found_items is not None:
+                    results = [None] * len(ops)
+                    results[lone[0]] = [_to_search_item(row) for row in found_items]
+                    return results
+            if single and plan.listings:
+                i, listing = plan.listings[0]
+                rows = await self.db.fetch(repo.bound_list_namespaces(listing), op="store.batch")
+                results = [None] * len(ops)
+                results[i] = repo.namespaces_from_rows(rows)
                 return results
             return await self.db.run(work, op="store.batch", single_statement=single)
         except DatabaseError as exc:
