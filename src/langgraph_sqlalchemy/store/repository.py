@@ -135,6 +135,7 @@ class StoreRepository:
         self._namespace_statements: dict[Any, PrecompiledStatement] = {}
         self._search_statements: dict[Any, PrecompiledStatement] = {}
         self._vector_statements: dict[Any, PrecompiledStatement] = {}
+        self._write_statements: dict[Any, PrecompiledStatement] = {}
         # The hot read, built once: only its bound arrays change from call to call.
         self._get = PrecompiledStatement(self._get_items_statement())
 
@@ -728,23 +729,74 @@ class StoreRepository:
 
     # --- writes --------------------------------------------------------------------------------
 
-    async def delete_items(self, conn: AsyncConnection, pairs: Sequence[Pair]) -> None:
-        """Delete items; their vectors go with them (ON DELETE CASCADE)."""
-        if not pairs:
-            return
+    def bound_writes(
+        self,
+        deletes: Sequence[Pair],
+        upserts: Sequence[tuple[str, str, str, float | None]],
+        vector_owners: Sequence[Pair],
+        vector_rows: Sequence[VectorRow],
+    ) -> BoundStatement | None:
+        """A batch's writes as one statement (None: nothing to write).
+
+        ``deletes``: items to delete (their vectors go with them, ON DELETE CASCADE).
+        ``upserts``: ``(prefix, key, value JSON text, ttl minutes or None)`` to insert or
+        replace. ``vector_rows`` become the complete set of vectors of ``vector_owners``
+        (fields no longer embedded are removed). Every list must be sorted by (prefix, key):
+        rows are then written (and locked) in one order, which keeps concurrent batches on
+        the same keys from deadlocking.
+
+        One statement: the store rows are written in data-modifying CTEs and the vectors by
+        the statement itself, so a batch costs one round trip, needs no BEGIN/COMMIT and is
+        atomic. The foreign key from a new vector to its new item is checked at the end of
+        the statement, when the item exists.
+        """
+        has_vectors = self.vectors is not None and bool(vector_owners)
+        shape = (bool(deletes), bool(upserts), has_vectors)
+        if shape == (False, False, False):
+            return None
+        statement = self._cached(
+            self._write_statements, shape, lambda: self._write_statement(*shape)
+        )
+        params: dict[str, Any] = {}
+        if deletes:
+            params["delete_prefixes"] = [p for p, _ in deletes]
+            params["delete_keys"] = [k for _, k in deletes]
+        if upserts:
+            params["put_prefixes"] = [r[0] for r in upserts]
+            params["put_keys"] = [r[1] for r in upserts]
+            params["put_values"] = [r[2] for r in upserts]
+            params["put_ttls"] = [r[3] for r in upserts]
+        if has_vectors:
+            params["owner_prefixes"] = [p for p, _ in vector_owners]
+            params["owner_keys"] = [k for _, k in vector_owners]
+            params["vector_prefixes"] = [r.prefix for r in vector_rows]
+            params["vector_keys"] = [r.key for r in vector_rows]
+            params["vector_fields"] = [r.field_name for r in vector_rows]
+            # pgvector's text form is a JSON array of numbers; orjson writes it exactly
+            # (shortest round-trip repr), several times faster than str() per element.
+            params["vector_texts"] = [orjson.dumps(r.embedding).decode() for r in vector_rows]
+        return statement.bind(params)
+
+    def _write_statement(self, deletes: bool, upserts: bool, vectors: bool) -> Any:
+        parts: list[Any] = []
+        if deletes:
+            parts.append(self._delete_items_statement())
+        if upserts:
+            parts.append(self._upsert_items_statement())
+        if vectors:
+            parts.append(self._stale_vectors_statement())
+            parts.append(self._upsert_vectors_statement())
+        *ctes, main = parts
+        for i, part in enumerate(ctes):
+            main = main.add_cte(part.cte(f"write_{i}"))
+        return main
+
+    def _delete_items_statement(self) -> Any:
         keys = _unnest_pairs("delete_prefixes", "delete_keys")
         s = self.store.c
-        await conn.execute(
-            delete(self.store).where(s.prefix == keys.c.prefix, s.key == keys.c.key),
-            {"delete_prefixes": [p for p, _ in pairs], "delete_keys": [k for _, k in pairs]},
-        )
+        return delete(self.store).where(s.prefix == keys.c.prefix, s.key == keys.c.key)
 
-    async def upsert_items(
-        self, conn: AsyncConnection, rows: Sequence[tuple[str, str, str, float | None]]
-    ) -> None:
-        """Insert or replace items: ``(prefix, key, value JSON text, ttl minutes or None)``."""
-        if not rows:
-            return
+    def _upsert_items_statement(self) -> Any:
         incoming = (
             func.unnest(
                 bindparam("put_prefixes", type_=ARRAY(Text)),
@@ -773,7 +825,7 @@ class StoreRepository:
             ["prefix", "key", "value", "created_at", "updated_at", "expires_at", "ttl_minutes"],
             select_rows,
         )
-        stmt = stmt.on_conflict_do_update(
+        return stmt.on_conflict_do_update(
             index_elements=[self.store.c.prefix, self.store.c.key],
             set_={
                 "value": stmt.excluded.value,
@@ -782,35 +834,27 @@ class StoreRepository:
                 "ttl_minutes": stmt.excluded.ttl_minutes,
             },
         )
-        await conn.execute(
-            stmt,
-            {
-                "put_prefixes": [r[0] for r in rows],
-                "put_keys": [r[1] for r in rows],
-                "put_values": [r[2] for r in rows],
-                "put_ttls": [r[3] for r in rows],
-            },
-        )
 
-    async def replace_vectors(
-        self, conn: AsyncConnection, items: Sequence[Pair], rows: Sequence[VectorRow]
-    ) -> None:
-        """Make ``rows`` the complete set of vectors of ``items`` (stale fields removed)."""
-        assert self.vectors is not None
-        if not items:
-            return
-        v = self.vectors.c
-        owners = _unnest_pairs("owner_prefixes", "owner_keys")
-        kept = (
+    def _incoming_vectors(self) -> Any:
+        return (
             func.unnest(
-                bindparam("kept_prefixes", type_=ARRAY(Text)),
-                bindparam("kept_keys", type_=ARRAY(Text)),
-                bindparam("kept_fields", type_=ARRAY(Text)),
+                bindparam("vector_prefixes", type_=ARRAY(Text)),
+                bindparam("vector_keys", type_=ARRAY(Text)),
+                bindparam("vector_fields", type_=ARRAY(Text)),
+                bindparam("vector_texts", type_=ARRAY(Text)),
             )
-            .table_valued("prefix", "key", "field_name")
+            .table_valued("prefix", "key", "field_name", "embedding", with_ordinality="ordinality")
             .render_derived()
         )
-        stale = delete(self.vectors).where(
+
+    def _stale_vectors_statement(self) -> Any:
+        """Vectors of the owners that the batch does not write again (fields no longer
+        embedded, ``index=False``): deleted."""
+        assert self.vectors is not None
+        v = self.vectors.c
+        owners = _unnest_pairs("owner_prefixes", "owner_keys")
+        kept = self._incoming_vectors()
+        return delete(self.vectors).where(
             v.prefix == owners.c.prefix,
             v.key == owners.c.key,
             ~exists(
@@ -821,34 +865,21 @@ class StoreRepository:
                 )
             ),
         )
-        await conn.execute(
-            stale,
-            {
-                "owner_prefixes": [p for p, _ in items],
-                "owner_keys": [k for _, k in items],
-                "kept_prefixes": [r.prefix for r in rows],
-                "kept_keys": [r.key for r in rows],
-                "kept_fields": [r.field_name for r in rows],
-            },
-        )
-        if not rows:
-            return
-        stmt = insert(self.vectors)
-        stmt = stmt.on_conflict_do_update(
+
+    def _upsert_vectors_statement(self) -> Any:
+        assert self.vectors is not None
+        v = self.vectors.c
+        incoming = self._incoming_vectors()
+        rows = select(
+            incoming.c.prefix,
+            incoming.c.key,
+            incoming.c.field_name,
+            cast(incoming.c.embedding, v.embedding.type),
+        ).order_by(incoming.c.ordinality)
+        stmt = insert(self.vectors).from_select(["prefix", "key", "field_name", "embedding"], rows)
+        return stmt.on_conflict_do_update(
             index_elements=[v.prefix, v.key, v.field_name],
             set_={"embedding": stmt.excluded.embedding, "updated_at": func.now()},
-        )
-        await conn.execute(
-            stmt,
-            [
-                {
-                    "prefix": r.prefix,
-                    "key": r.key,
-                    "field_name": r.field_name,
-                    "embedding": r.embedding,
-                }
-                for r in rows
-            ],
         )
 
     async def delete_expired(self, conn: AsyncConnection) -> int:

@@ -416,13 +416,15 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
 
     def _check_vector(self, vector: Sequence[float]) -> list[float]:
         assert self._index is not None
-        values = [float(x) for x in vector]
+        values = list(map(float, vector))
         if len(values) != self._index.dims:
             raise InvalidInputError(
                 f"the embedding function returned {len(values)} dimensions; the index is "
                 f"configured for dims={self._index.dims}"
             )
-        if not all(math.isfinite(x) for x in values):
+        # NaN and infinities carry into a sum, so a finite sum clears every element at C
+        # speed; only a non-finite one (which may just be overflow) needs the close look.
+        if not math.isfinite(sum(values)) and not all(map(math.isfinite, values)):
             raise InvalidInputError("the embedding function returned NaN or Infinity")
         return values
 
@@ -473,13 +475,9 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
             if encoded is not None
         )
         vector_search = self._index is not None and any(op.query for _, op, _ in plan.searches)
+        writes = repo.bound_writes(deletes, upserts, vector_owners, vector_rows)
         statements = (
-            bool(plan.gets)
-            + len(plan.searches)
-            + len(plan.listings)
-            + bool(deletes)
-            + bool(upserts)
-            + (2 if vector_owners else 0)
+            bool(plan.gets) + len(plan.searches) + len(plan.listings) + (writes is not None)
         )
 
         # A lone vector search on an engine starts with one statement outside any transaction
@@ -524,10 +522,8 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
             for i, listing in plan.listings:
                 results[i] = await repo.list_namespaces(conn, listing)
             # Then the writes, all in this one transaction.
-            await repo.delete_items(conn, deletes)
-            await repo.upsert_items(conn, upserts)
-            if self._index is not None:
-                await repo.replace_vectors(conn, vector_owners, vector_rows)
+            if writes is not None:
+                await writes.execute(conn)
             return results
 
         # A batch of one statement (a lone get, put or search, the common case) needs no
@@ -559,6 +555,9 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
                     results = [None] * len(ops)
                     results[lone[0]] = [_to_search_item(row) for row in found_items]
                     return results
+            if single and writes is not None:
+                await self.db.fetch(writes, op="store.batch")
+                return [None] * len(ops)
             if single and plan.listings:
                 i, listing = plan.listings[0]
                 rows = await self.db.fetch(repo.bound_list_namespaces(listing), op="store.batch")
