@@ -178,6 +178,12 @@ NAMESPACES: tuple[tuple[str, ...], ...] = (
     ("a-c", "b"),
     ("b", "a", "b"),
     ("x\\y",),
+    # Control characters below the separator: the SQL sort key escapes "\x01" and maps "."
+    # to "\x01\x02"; these must still sort as tuples do.
+    ("a\x01",),
+    ("a", "\x02"),
+    ("a\x01\x02", "b"),
+    ("a\x02",),
 )
 LABELS = tuple(sorted({label for ns in NAMESPACES for label in ns} | {"zz", "(a)"}))
 PREFIXES = tuple(sorted({ns[:i] for ns in NAMESPACES for i in range(len(ns) + 1)}))

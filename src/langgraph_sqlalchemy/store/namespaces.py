@@ -127,6 +127,22 @@ def _labels(prefix_column: ColumnElement[str]) -> ColumnElement[list[str]]:
     return func.string_to_array(collate(prefix_column, "C"), SEPARATOR, type_=ARRAY(Text))
 
 
+def _tuple_order(prefix_column: ColumnElement[str]) -> ColumnElement[str]:
+    """A text whose code-point order is the label-by-label (tuple) order of the namespaces,
+    as InMemoryStore sorts them; the prefix text alone is not ("a-c" < "a.b", yet
+    ("a", "b") < ("a-c",)).
+
+    The separator becomes ``\\x01\\x02`` and a ``\\x01`` inside a label ``\\x01\\x03``, so the
+    separator sorts below every character a label can hold (NUL cannot be in text) and the
+    end of a namespace below everything. Sorting these texts costs far less than sorting
+    ``text[]`` values, and no array is built per row.
+    """
+    escaped = func.replace(
+        func.replace(prefix_column, "\x01", "\x01\x03"), SEPARATOR, "\x01\x02", type_=Text
+    )
+    return collate(escaped, "C")
+
+
 Condition = tuple[str, Sequence[str]]
 
 
@@ -202,18 +218,22 @@ def list_namespaces_statement(
         where.append(_condition_clause(labels, j, match_type, path))
     if live_only is not None:
         where.append(live_only)
-    # Distinct prefixes first: cheap on the prefix index, and far fewer than rows.
-    prefixes = select(store.c.prefix).where(*where).distinct().subquery("prefixes")
-    truncated = (
-        _labels(prefixes.c.prefix) if max_depth is None else _labels(prefixes.c.prefix)[1:max_depth]
+    # Distinct prefixes first: far fewer than rows. COLLATE "C": byte equality, the cheapest.
+    prefixes = (
+        select(collate(store.c.prefix, "C").label("prefix"))
+        .where(*where)
+        .distinct()
+        .subquery("prefixes")
     )
-    namespaces = select(truncated.label("namespace")).distinct().subquery("namespaces")
-    # Sorted as arrays (label by label), but sent back joined again: decoding text[] into
-    # lists through the driver and SQLAlchemy's ARRAY type cost more than the query itself;
-    # labels cannot contain the separator, so splitting the text is exact.
+    namespaces: Any = prefixes
+    if max_depth is not None:
+        truncated = func.array_to_string(
+            _labels(prefixes.c.prefix)[1:max_depth], SEPARATOR, type_=Text
+        )
+        namespaces = select(truncated.label("prefix")).distinct().subquery("namespaces")
     return (
-        select(func.array_to_string(namespaces.c.namespace, SEPARATOR, type_=Text).label("prefix"))
-        .order_by(namespaces.c.namespace)
+        select(namespaces.c.prefix)
+        .order_by(_tuple_order(namespaces.c.prefix))
         .limit(bindparam("list_limit", type_=Integer))
         .offset(bindparam("list_offset", type_=Integer))
     )
