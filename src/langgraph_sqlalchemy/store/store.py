@@ -42,10 +42,11 @@ from ..schema import get_tables, validate_schema_name, vector_embedding_table
 from .embedding import IndexSettings, parse_index_config, parse_paths, texts_to_embed, unique_texts
 from .filters import ParsedFilter, parse_filter
 from .namespaces import namespace_from_prefix, namespace_to_prefix, validate_labels
-from .repository import ItemRow, StoreRepository, VectorRow, VectorSearch
+from .repository import ItemRow, StoreRepository, VectorRow
 from .ttl import TTLSweeper
 from .values import check_json_value, encode_value
 from .vector_layer import ensure_vector_layer
+from .vector_search import VectorSearch, VectorSearcher
 
 __all__ = ["AsyncSQLAlchemyStore"]
 
@@ -164,6 +165,7 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
             omit_expired=bool(self.ttl_config and self.ttl_config.get("omit_expired")),
             loads=deserializer,
         )
+        self._vectors = VectorSearcher(self._repo) if self._index is not None else None
         self._sweeper = TTLSweeper(self.sweep_ttl)
         super().__init__()
 
@@ -484,10 +486,11 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
         # (the ANN scan with its settings, or the filter probe); a transaction follows only if
         # that step could not answer.
         lone: tuple[int, VectorSearch] | None = None
-        if vector_search and statements == 1 and self.db.engine is not None:
+        searcher = self._vectors
+        if searcher is not None and vector_search and statements == 1 and self.db.engine:
             i, search, parsed = plan.searches[0]
             if search.limit > 0 and search.query is not None:
-                lone = (i, repo.start_vector_search(search, parsed, query_vectors[search.query]))
+                lone = (i, searcher.start(search, parsed, query_vectors[search.query]))
 
         refresh: dict[Pair, bool] = {}
         for _, get, pair in plan.gets:
@@ -508,8 +511,8 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
                 )
                 fill_gets(results, found)
             for i, search, parsed in plan.searches:
-                if search.query and self._index is not None:
-                    rows = await repo.vector_search(
+                if search.query and searcher is not None:
+                    rows = await searcher.search(
                         conn,
                         search,
                         parsed,
