@@ -71,7 +71,6 @@ def _version_at_least(version: str | None, wanted: tuple[int, ...]) -> bool:
     return tuple(parts) >= wanted
 
 
-
 class VectorSearcher:
     """The vector-search statements of one store (an index must be configured)."""
 
@@ -84,7 +83,6 @@ class VectorSearcher:
         # Read once from the database, on the first search that needs it.
         self.pgvector_version: str | None = None
         self.statements: dict[Any, PrecompiledStatement] = {}
-
 
     def _distance(self) -> ColumnElement[float]:
         """Distance to the query vector, bound at execution as ``query_vector``."""
