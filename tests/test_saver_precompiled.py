@@ -5,6 +5,7 @@ user."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 from typing import Any
 
@@ -190,4 +191,51 @@ async def test_connection_hooks_keep_the_saver_on_sqlalchemy_connections(
         assert hooked >= 4  # put, writes, read and page each on a Connection of their own
     finally:
         database._fetch_on_pooled_driver = original_pooled
+        await engine.dispose()
+
+
+async def test_calls_beyond_the_pool_queue_share_connections_and_fail_alone(
+    database_url: str,
+) -> None:
+    """More concurrent calls than pooled connections: the queued ones run on the connections
+    already out (puts of one kind in shared round trips); a bad one among them fails alone, a
+    cancelled one is skipped, and every connection is back in the pool when the calls return."""
+    engine = create_engine(database_url, pool_size=1, max_overflow=0)
+    try:
+        saver = AsyncSQLAlchemySaver(engine)
+        configs: list[Any] = [
+            {"configurable": {"thread_id": f"t-queue-{i}", "checkpoint_ns": ""}} for i in range(30)
+        ]
+        bad_config: Any = {"configurable": {"thread_id": "t-queue-bad", "checkpoint_ns": ""}}
+        calls = [
+            saver.aput(c, _checkpoint({"x": i}), {"i": i}, {"x": 1}) for i, c in enumerate(configs)
+        ]
+        # Same statement as the others (no blobs); JSONB refuses the NUL in its channel name.
+        calls.insert(15, saver.aput(bad_config, _checkpoint({}, versions={"a\x00b": 1}), {}, {}))
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert engine.sync_engine.pool.checkedout() == 0
+        errors = [r for r in results if isinstance(r, BaseException)]
+        assert len(errors) == 1
+        assert isinstance(errors[0], DatabaseError) and "22P05" in str(errors[0])
+        stored = [r for r in results if not isinstance(r, BaseException)]
+        for i, config in enumerate(stored):
+            tup = await saver.aget_tuple(config)
+            assert tup is not None and tup.checkpoint["channel_values"] == {"x": i}
+            assert tup.metadata["i"] == i
+        assert await saver.aget_tuple(bad_config) is None
+
+        tasks = [
+            asyncio.create_task(saver.aput_writes(config, [("x", i)], "task"))
+            for i, config in enumerate(stored)
+        ]
+        await asyncio.sleep(0)  # every call has started: one holds the connection, others queue
+        tasks[5].cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert engine.sync_engine.pool.checkedout() == 0
+        for i, config in enumerate(stored):
+            tup = await saver.aget_tuple(config)
+            assert tup is not None
+            writes = [w[1:] for w in tup.pending_writes]
+            assert writes == [("x", i)] or (i == 5 and writes == [])
+    finally:
         await engine.dispose()

@@ -5,7 +5,9 @@ policy and translates errors. Everything else (the repositories, the saver, the 
 an ``AsyncConnection`` from :meth:`Database.run` and never commits or retries on its own.
 
 Engine-bound (the normal case): each call checks a connection out of the host's pool, runs in
-one transaction, and returns the connection. Every write this library makes is idempotent
+one transaction, and returns the connection (single statements beyond what the pool can lend
+wait for a connection already out instead, and may share its transaction: see
+:meth:`Database.fetch`). Every write this library makes is idempotent
 (upserts, ``ON CONFLICT DO NOTHING``, deletes by key), so a call that lost its connection, even
 one whose ``COMMIT`` reached the server before the client saw the error, is simply run again.
 
@@ -19,6 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sys
+import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,6 +32,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool import Pool, QueuePool
 from sqlalchemy.util import greenlet_spawn
 
 from .errors import DatabaseError, DatabaseUnavailableError, LangGraphSQLAlchemyError
@@ -176,6 +182,9 @@ class SingleStatement(Protocol):
     async def execute(self, conn: AsyncConnection) -> Rows:
         """Run it through SQLAlchemy on ``conn`` and return all rows (empty for DML)."""
 
+    # Optional: ``rowless(dialect) -> bool``, True when the statement returns no rows (DML
+    # without RETURNING); such statements may share a round trip (see _SharedConnections).
+
 
 class Database:
     """Transactions, retries and error translation for one engine or host connection."""
@@ -232,9 +241,11 @@ class Database:
         statement goes straight to a pooled asyncpg connection: checked out of and returned
         to the host's pool as usual (pool events, pre-ping and reset-on-return included), but
         without the SQLAlchemy ``Connection`` around it, whose set-up, isolation-level switch
-        and shielded close cost more CPU than the round trip. Anything unusual on that path
-        (an error, a dead connection) is not interpreted there: the statement is run again
-        the ordinary way, through :meth:`run`, which wraps, retries and translates.
+        and shielded close cost more CPU than the round trip. When more statements come at
+        once than the pool can lend connections, the rest queue for the connections already
+        out and may share their round trips (:class:`_SharedConnections`). Anything unusual
+        on that path (an error, a dead connection) is not interpreted there: the statement is
+        run again the ordinary way, through :meth:`run`, which wraps, retries and translates.
         """
         engine = self.engine
         form = None
@@ -242,11 +253,13 @@ class Database:
             form = statement.driver_form(engine.dialect)
         if engine is None or form is None:
             return await self.run(statement.execute, op=op, single_statement=True)
+        rowless_of = getattr(statement, "rowless", None)
+        rowless = bool(rowless_of is not None and rowless_of(engine.dialect))
         attempt = 0
         while True:
             attempt += 1
             try:
-                rows = await _fetch_on_pooled_driver(engine, *form)
+                rows = await _fetch_on_pooled_driver(engine, *form, rowless)
             except Exception as exc:
                 # Lost or refused connections count against the same retry budget as run()'s.
                 await self._retry_or_raise(exc, op, attempt)
@@ -386,16 +399,266 @@ def _unobserved(engine: AsyncEngine) -> bool:
 
 
 async def _fetch_on_pooled_driver(
-    engine: AsyncEngine, sql: str, values: tuple[Any, ...]
+    engine: AsyncEngine, sql: str, values: tuple[Any, ...], rowless: bool = False
 ) -> Rows | None:
     """``sql`` on a connection of the engine's pool, outside any transaction.
 
     Raises a pool timeout and transient failures of the statement (the connection is then
     discarded). Returns None when no connection could be opened or the statement failed on
     a healthy one, for the caller to run it the ordinary way (SQLAlchemy's ``Connection``
-    wraps checkout errors, which the pool raises unwrapped).
+    wraps checkout errors, which the pool raises unwrapped). ``rowless``: the statement
+    returns no rows, so it may share a round trip with others (see _SharedConnections).
     """
     pool = engine.sync_engine.pool
+    return await _shared_connections(pool).fetch(pool, sql, values, rowless)
+
+
+# Round trips a worker makes on one checkout before it returns the connection and queues for
+# it again: under sustained load the pool's other users (the host, the store) still get a turn.
+_ROUND_TRIPS_PER_CHECKOUT = 32
+# Most queued statements of one kind sent in one round trip.
+_MAX_BATCH = 64
+
+_Held = tuple[Any, Any]  # (SQLAlchemy's pooled-connection "fairy", the asyncpg connection)
+# (sql, values, the caller's future, whether the statement returns no rows)
+_Request = tuple[str, tuple[Any, ...], "asyncio.Future[Rows | None]", bool]
+_Waiter = tuple[tuple[Any, ...], "asyncio.Future[Rows | None]"]
+
+
+class _SharedConnections:
+    """The connections one pool lends to direct statements, shared under contention.
+
+    Uncontended, a statement checks a connection out, runs, and returns it. Once direct
+    statements hold as many connections as the pool can give (``budget``), further ones queue
+    here instead of in the pool, and whoever finishes a statement while some are queued keeps
+    its connection and hands it to a worker task that runs the queue, then returns it. Under
+    load (many graph runs on one saver) that saves each statement a checkout, a checkin, the
+    pool's timed wait and two greenlet switches, together about as much CPU as asyncpg's own
+    work for the statement. Every checkout still goes through the pool (events, pre-ping,
+    reset-on-return).
+
+    Queued statements that return no rows (a put, a task's writes) and share their SQL go in
+    one round trip, asyncpg's ``executemany``: one implicit transaction, so one commit (one WAL
+    flush) and one socket write for all of them. Each caller's statement is atomic as before
+    and committed before its caller resumes; if the batch fails while the connection lives,
+    nothing of it was applied and each statement is sent again on its own, so only the one at
+    fault fails (and a deadlock between two batches costs a retry, not an error).
+    """
+
+    def __init__(self, budget: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.budget = budget
+        self.loop = loop
+        self.active = 0  # connections checked out (or being checked out) for direct statements
+        self.pending: deque[_Request] = deque()
+        # Strong references: the event loop keeps only weak ones to running tasks.
+        self.workers: set[asyncio.Task[None]] = set()
+
+    @property
+    def idle(self) -> bool:
+        return self.active == 0 and not self.pending
+
+    async def fetch(
+        self, pool: Pool, sql: str, values: tuple[Any, ...], rowless: bool
+    ) -> Rows | None:
+        if self.active >= self.budget:
+            future: asyncio.Future[Rows | None] = self.loop.create_future()
+            self.pending.append((sql, values, future, rowless))
+            return await future  # a cancelled caller cancels the future: workers skip it
+        self.active += 1
+        handed_over = False
+        try:
+            held = await _checkout(pool)
+            if held is None:
+                return None
+            rows = await _run_on(*held, sql, values)
+            if rows is None:
+                return None
+            if self.pending:
+                self._start_worker(pool, held)
+                handed_over = True
+            else:
+                await greenlet_spawn(held[0].close)
+            return rows
+        finally:
+            if not handed_over:
+                self.active -= 1
+                self._kick(pool)
+
+    def _start_worker(self, pool: Pool, held: _Held | None) -> None:
+        """A task that serves the queue, on ``held`` or on connections it checks out; it owns
+        one of the ``active`` slots (taken here when it brings no connection)."""
+        if held is None:
+            self.active += 1
+        task = self.loop.create_task(self._serve(pool, held))
+        self.workers.add(task)
+        task.add_done_callback(self.workers.discard)
+
+    def _kick(self, pool: Pool) -> None:
+        """Workers for queued statements that no connection holder will reach (their holders
+        failed or were cancelled instead of handing their connection over)."""
+        if not self.pending:
+            return
+        waiting = sum(1 for _, _, future, _ in self.pending if not future.done())
+        while waiting > 0 and self.active < self.budget:
+            self._start_worker(pool, None)
+            waiting -= 1
+
+    def _settle_pending(self, outcome: BaseException | None) -> None:
+        """Answer every queued statement: with ``outcome`` raised, or None (run it the
+        ordinary way)."""
+        while self.pending:
+            _, _, future, _ = self.pending.popleft()
+            _settle(future, outcome)
+
+    async def _serve(self, pool: Pool, held: _Held | None) -> None:
+        try:
+            while held is not None or self.pending:
+                if held is None:
+                    try:
+                        held = await _checkout(pool)
+                    except sa_exc.TimeoutError as exc:
+                        # The pool stayed full for its whole timeout; so did the queue.
+                        self._settle_pending(exc)
+                        return
+                    if held is None:
+                        # No connection could be opened: the next statement runs the ordinary
+                        # way, which reports or retries that properly.
+                        if self.pending:
+                            _settle(self.pending.popleft()[2], None)
+                        continue
+                await self._drain(*held)
+                held = None
+        except asyncio.CancelledError:
+            # The loop is shutting down (or someone cancelled all tasks): whatever is queued
+            # goes the ordinary way on its callers' own tasks.
+            self._settle_pending(None)
+            raise
+        except Exception:
+            # Returning a connection failed (a pool event, the reset): nobody awaits this task,
+            # so say so here; the queue goes the ordinary way, which meets the failure itself.
+            logger.warning("direct statement worker failed", exc_info=True)
+            self._settle_pending(None)
+        finally:
+            self.active -= 1
+
+    async def _drain(self, fairy: Any, driver: Any) -> None:
+        """Run queued statements on this connection, then give the connection up (at once if
+        other workers emptied the queue in the meantime)."""
+        round_trips = 0
+        while self.pending and round_trips < _ROUND_TRIPS_PER_CHECKOUT:
+            sql, values, future, rowless = self.pending.popleft()
+            if future.done():
+                continue  # its caller was cancelled while it waited
+            round_trips += 1
+            batch: list[_Waiter] = [(values, future)]
+            if rowless:
+                batch.extend(self._take_same_kind(sql))
+            rows: Rows | None
+            if len(batch) > 1:
+                try:
+                    await driver.executemany(sql, [args for args, _ in batch])
+                except asyncio.CancelledError:
+                    await greenlet_spawn(fairy.invalidate)
+                    _settle_all(batch, None)
+                    raise
+                except Exception as exc:
+                    if not driver.is_closed():
+                        # Nothing of the batch was applied: each statement again on its own.
+                        self.pending.extendleft(
+                            (sql, args, waiter, False) for args, waiter in reversed(batch)
+                        )
+                        continue
+                    await greenlet_spawn(fairy.invalidate)
+                    _settle_all(batch, exc if is_transient(exc) else None)
+                    return
+                rows = ()
+            else:
+                try:
+                    rows = await _run_on(fairy, driver, sql, values)
+                except asyncio.CancelledError:
+                    _settle(future, None)
+                    raise
+                except Exception as exc:  # transient: the connection is gone, the caller retries
+                    _settle(future, exc)
+                    return
+                if rows is None:  # failed on a healthy connection, which went back to the pool
+                    _settle(future, None)
+                    return
+            if not self.pending or round_trips == _ROUND_TRIPS_PER_CHECKOUT:
+                # Back in the pool before the callers resume: a caller that disposes the
+                # engine right after its last statement finds every connection checked in.
+                try:
+                    await greenlet_spawn(fairy.close)
+                finally:
+                    _settle_all(batch, rows)
+                return
+            _settle_all(batch, rows)
+        await greenlet_spawn(fairy.close)
+
+    def _take_same_kind(self, sql: str) -> list[_Waiter]:
+        """Queued rowless statements with this SQL, taken off the queue in queue order."""
+        taken: list[_Waiter] = []
+        kept: deque[_Request] = deque()
+        for request in self.pending:
+            other_sql, args, future, rowless = request
+            if future.done():
+                continue
+            if rowless and len(taken) < _MAX_BATCH - 1 and other_sql == sql:
+                taken.append((args, future))
+            else:
+                kept.append(request)
+        self.pending = kept
+        return taken
+
+
+def _settle(future: asyncio.Future[Rows | None], outcome: Rows | BaseException | None) -> None:
+    """Answer a queued statement's caller: rows, an error to raise, or None (run it the
+    ordinary way); nothing if the caller gave up."""
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+def _settle_all(batch: Sequence[_Waiter], outcome: Rows | BaseException | None) -> None:
+    for _, future in batch:
+        _settle(future, outcome)
+
+
+# Per pool (an engine's dispose() replaces its pool). Values must not refer to their pool.
+_SHARED: weakref.WeakKeyDictionary[Pool, _SharedConnections] = weakref.WeakKeyDictionary()
+
+
+def _shared_connections(pool: Pool) -> _SharedConnections:
+    loop = asyncio.get_running_loop()
+    shared = _SHARED.get(pool)
+    if shared is not None and shared.loop is loop:
+        return shared
+    if shared is None or shared.idle:
+        shared = _SHARED[pool] = _SharedConnections(_connection_budget(pool), loop)
+        return shared
+    # Busy on another event loop at this very moment (a pool must not be used so, but it
+    # is not ours to refuse): no sharing, every statement checks out on its own.
+    return _SharedConnections(sys.maxsize, loop)
+
+
+def _connection_budget(pool: Pool) -> int:
+    """How many connections direct statements may hold at once: what the pool can lend.
+
+    A pool that never makes a checkout wait (no limit on overflow, NullPool, ...) gets no
+    limit, so nothing queues here and every statement checks out on its own.
+    """
+    if isinstance(pool, QueuePool):
+        max_overflow: int = getattr(pool, "_max_overflow", -1)
+        if max_overflow >= 0:
+            return max(pool.size() + max_overflow, 1)
+    return sys.maxsize
+
+
+async def _checkout(pool: Pool) -> _Held | None:
+    """A pooled asyncpg connection with no transaction open, or None (see the caller)."""
     try:
         # The pool's checkout may open a connection (network I/O): SQLAlchemy's pools run
         # their async drivers inside a greenlet.
@@ -413,6 +676,13 @@ async def _fetch_on_pooled_driver(
     ):
         await greenlet_spawn(fairy.close)
         return None
+    return fairy, driver
+
+
+async def _run_on(fairy: Any, driver: Any, sql: str, values: tuple[Any, ...]) -> Rows | None:
+    """``sql`` on a checked-out connection. On failure the connection is given up: discarded
+    when it may be unusable, else returned; then a transient error is raised, any other
+    failure returns None."""
     try:
         rows: Rows = await driver.fetch(sql, *values)
     except asyncio.CancelledError:
@@ -426,5 +696,4 @@ async def _fetch_on_pooled_driver(
             raise
         await greenlet_spawn(fairy.invalidate if driver.is_closed() else fairy.close)
         return None
-    await greenlet_spawn(fairy.close)
     return rows

@@ -49,6 +49,8 @@ class _Form:
     processors: tuple[_Processor, ...]
     # Values fixed in the statement itself (JSON keys, constants), already processed.
     constants: Mapping[str, Any]
+    # INSERT, UPDATE or DELETE without RETURNING: the driver returns no rows for it.
+    rowless: bool
 
     def values(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
         return tuple(
@@ -118,7 +120,10 @@ class PrecompiledStatement:
             if not bind.required:
                 value = bind.effective_value
                 constants[name] = processor(value) if processor is not None else value
-        return _Form(str(compiled), tuple(names), processors, constants)
+        rowless = (
+            compiled.isinsert or compiled.isupdate or compiled.isdelete
+        ) and not compiled.effective_returning
+        return _Form(str(compiled), tuple(names), processors, constants, bool(rowless))
 
     def bind(self, params: Mapping[str, Any]) -> BoundStatement:
         """The statement with its parameters, for :meth:`Database.fetch
@@ -132,6 +137,13 @@ class PrecompiledStatement:
         render this statement (see the module docstring)."""
         form = self._form(dialect)
         return None if form is None else (form.sql, form.values(params))
+
+    def rowless(self, dialect: Dialect) -> bool:
+        """Whether the statement returns no rows (DML without RETURNING): then
+        :meth:`Database.fetch <langgraph_sqlalchemy.database.Database.fetch>` may send it
+        in one round trip with others of its kind."""
+        form = self._form(dialect)
+        return form is not None and form.rowless
 
     async def execute(
         self, conn: AsyncConnection, params: Mapping[str, Any]
@@ -167,6 +179,9 @@ class BoundStatement:
 
     def driver_form(self, dialect: Dialect) -> tuple[str, tuple[Any, ...]] | None:
         return self.statement.driver_form(dialect, self.params)
+
+    def rowless(self, dialect: Dialect) -> bool:
+        return self.statement.rowless(dialect)
 
     async def execute(self, conn: AsyncConnection) -> Sequence[Sequence[Any]]:
         return await self.statement.execute(conn, self.params)
