@@ -82,7 +82,7 @@ OUR_DIFFERENCES = [
     "columns ('store', 'ttl_minutes'): ('double precision', True, None) != "
     "('integer', True, None)",
     "indexes store_value_idx: ('store', 'CREATE INDEX store_value_idx ON store USING gin "
-    "(value jsonb_path_ops)', True) != None",
+    "(value jsonb_path_ops) WITH (fastupdate=off)', True) != None",
 ]
 
 

@@ -164,6 +164,7 @@ store = Table(
         "value",
         postgresql_using="gin",
         postgresql_ops={"value": "jsonb_path_ops"},
+        postgresql_with={"fastupdate": "off"},
     ),
 )
 
