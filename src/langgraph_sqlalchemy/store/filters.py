@@ -67,16 +67,14 @@ def parse_filter(filter: object) -> ParsedFilter | None:
     if not isinstance(filter, Mapping):
         raise InvalidInputError(f"filter must be a dict, got {type(filter).__name__}")
     check_json_value(filter, what="search filter")
-    atoms: list[Atom] = []
-    values: list[Any] = []
-    contains: dict[str, Any] = {}
+    parts = _Parts()
     for key, expected in filter.items():
-        _parse(atoms, values, contains, (_key(key),), expected, under_array=False)
-    params = {_PARAM.format(i): value for i, value in enumerate(values)}
-    if contains:
-        atoms.append(("contains", (), None))
-        params[_CONTAINS_PARAM] = contains
-    return ParsedFilter(tuple(atoms), params)
+        parts.add((_key(key),), expected, under_array=False)
+    params = {_PARAM.format(i): value for i, value in enumerate(parts.values)}
+    if parts.contains:
+        parts.atoms.append(("contains", (), None))
+        params[_CONTAINS_PARAM] = parts.contains
+    return ParsedFilter(tuple(parts.atoms), params)
 
 
 def _key(key: object) -> str:
@@ -89,87 +87,78 @@ def _is_scalar(value: Any) -> bool:
     return isinstance(value, (str, bool, int, float))
 
 
-def _contain(contains: dict[str, Any], path: Path, value: Any) -> None:
-    """Add ``path: value`` to the containment document."""
-    node = contains
-    for label in path[:-1]:
-        child = node.setdefault(label, {})
-        if not isinstance(child, dict):  # an equality already fixed this key to a scalar
+class _Parts:
+    """A filter taken apart: its atoms, the values they bind (in order), and the containment
+    document its scalar equalities add up to."""
+
+    def __init__(self) -> None:
+        self.atoms: list[Atom] = []
+        self.values: list[Any] = []
+        self.contains: dict[str, Any] = {}
+
+    def add(self, path: Path, expected: Any, *, under_array: bool) -> None:
+        if isinstance(expected, Mapping):
+            if any(isinstance(k, str) and k.startswith("$") for k in expected):
+                for op, operand in expected.items():
+                    self._operator(path, op, operand, under_array=under_array)
+                return
+            self.atoms.append(("object", path, None))
+            for k, v in expected.items():
+                self.add((*path, _key(k)), v, under_array=under_array)
             return
-        node = child
-    node.setdefault(path[-1], value)
-
-
-def _parse(
-    atoms: list[Atom],
-    values: list[Any],
-    contains: dict[str, Any],
-    path: Path,
-    expected: Any,
-    *,
-    under_array: bool,
-) -> None:
-    def bound(kind: str, value: Any, detail: Any = None) -> None:
-        atoms.append((kind, path, detail))
-        values.append(value)
-
-    if isinstance(expected, Mapping):
-        if any(isinstance(k, str) and k.startswith("$") for k in expected):
-            for op, operand in expected.items():
-                if op not in _OPERATORS:
-                    raise InvalidInputError(
-                        f"unsupported filter operator {op!r}; supported: "
-                        f"{', '.join(sorted(_OPERATORS))}"
-                    )
-                if op == "$eq":
-                    _equal(atoms, values, contains, path, operand, under_array=under_array)
-                elif op == "$ne":
-                    if operand is None:
-                        atoms.append(("notnull", path, None))
-                    else:
-                        bound("ne", operand)
-                else:
-                    if isinstance(operand, bool):
-                        bound(f"{op}:boolean", operand)
-                    elif isinstance(operand, (int, float)):
-                        bound(f"{op}:number", operand)
-                    elif isinstance(operand, str):
-                        bound(f"{op}:string", operand)
-                    else:
-                        raise InvalidInputError(
-                            f"filter operator {op} needs a number or a string, got {operand!r}"
-                        )
+        if isinstance(expected, (list, tuple)):
+            self.atoms.append(("array", path, len(expected)))
+            for i, v in enumerate(expected):
+                self.add((*path, str(i)), v, under_array=True)
             return
-        atoms.append(("object", path, None))
-        for k, v in expected.items():
-            _parse(atoms, values, contains, (*path, _key(k)), v, under_array=under_array)
-        return
-    if isinstance(expected, (list, tuple)):
-        atoms.append(("array", path, len(expected)))
-        for i, v in enumerate(expected):
-            _parse(atoms, values, contains, (*path, str(i)), v, under_array=True)
-        return
-    _equal(atoms, values, contains, path, expected, under_array=under_array)
+        self._equal(path, expected, under_array=under_array)
 
+    def _bound(self, kind: str, path: Path, value: Any) -> None:
+        self.atoms.append((kind, path, None))
+        self.values.append(value)
 
-def _equal(
-    atoms: list[Atom],
-    values: list[Any],
-    contains: dict[str, Any],
-    path: Path,
-    expected: Any,
-    *,
-    under_array: bool,
-) -> None:
-    if expected is None:
-        atoms.append(("null", path, None))
-        return
-    atoms.append(("eq", path, None))
-    values.append(expected)
-    # Containment treats arrays as sets, so only equalities reached through object keys alone
-    # translate; the exact condition above stays in force for everything.
-    if not under_array and _is_scalar(expected):
-        _contain(contains, path, expected)
+    def _operator(self, path: Path, op: object, operand: Any, *, under_array: bool) -> None:
+        if op not in _OPERATORS:
+            raise InvalidInputError(
+                f"unsupported filter operator {op!r}; supported: {', '.join(sorted(_OPERATORS))}"
+            )
+        if op == "$eq":
+            self._equal(path, operand, under_array=under_array)
+        elif op == "$ne":
+            if operand is None:
+                self.atoms.append(("notnull", path, None))
+            else:
+                self._bound("ne", path, operand)
+        elif isinstance(operand, bool):
+            self._bound(f"{op}:boolean", path, operand)
+        elif isinstance(operand, (int, float)):
+            self._bound(f"{op}:number", path, operand)
+        elif isinstance(operand, str):
+            self._bound(f"{op}:string", path, operand)
+        else:
+            raise InvalidInputError(
+                f"filter operator {op} needs a number or a string, got {operand!r}"
+            )
+
+    def _equal(self, path: Path, expected: Any, *, under_array: bool) -> None:
+        if expected is None:
+            self.atoms.append(("null", path, None))
+            return
+        self._bound("eq", path, expected)
+        # Containment treats arrays as sets, so only equalities reached through object keys
+        # alone translate; the exact condition above stays in force for everything.
+        if not under_array and _is_scalar(expected):
+            self._contain(path, expected)
+
+    def _contain(self, path: Path, value: Any) -> None:
+        """Add ``path: value`` to the containment document."""
+        node = self.contains
+        for label in path[:-1]:
+            child = node.setdefault(label, {})
+            if not isinstance(child, dict):  # an equality already fixed this key to a scalar
+                return
+            node = child
+        node.setdefault(path[-1], value)
 
 
 def filter_clause(
