@@ -487,7 +487,8 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
         # that step could not answer.
         lone: tuple[int, VectorSearch] | None = None
         searcher = self._vectors
-        if searcher is not None and vector_search and statements == 1 and self.db.engine:
+        engine_bound = self.db.engine is not None
+        if searcher is not None and vector_search and statements == 1 and engine_bound:
             i, search, parsed = plan.searches[0]
             if search.limit > 0 and search.query is not None:
                 lone = (i, searcher.start(search, parsed, query_vectors[search.query]))
