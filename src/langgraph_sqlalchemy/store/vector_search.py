@@ -71,6 +71,35 @@ def _version_at_least(version: str | None, wanted: tuple[int, ...]) -> bool:
     return tuple(parts) >= wanted
 
 
+def _settings_cte(names: Sequence[str], values: Sequence[Any]) -> Any:
+    """A one-row MATERIALIZED CTE that applies ``set_config(name, value, true)`` (SET LOCAL,
+    which has no Core form) for each setting: column ``p<i>`` the value it replaces, ``s<i>``
+    the new one. The previous values are read in a MATERIALIZED CTE of their own, which is
+    scanned before the select list (and its set_config calls) is evaluated."""
+    previous = (
+        select(*(func.current_setting(n, True).label(f"p{i}") for i, n in enumerate(names)))
+        .cte("previous")
+        .prefix_with("MATERIALIZED")
+    )
+    return (
+        select(
+            previous,
+            *(
+                func.set_config(n, value, True).label(f"s{i}")
+                for i, (n, value) in enumerate(zip(names, values, strict=True))
+            ),
+        )
+        .cte("knobs")
+        .prefix_with("MATERIALIZED")
+    )
+
+
+def _scan_order(distance: ColumnElement[float], exact: bool) -> ColumnElement[float]:
+    # ORDER BY the bare operator is what lets pgvector serve it from the ANN index; adding
+    # zero makes it an expression the index cannot serve: an exact scan.
+    return (distance + literal(0.0, Double)) if exact else distance
+
+
 class VectorSearcher:
     """The vector-search statements of one store (an index must be configured)."""
 
@@ -131,31 +160,10 @@ class VectorSearcher:
     async def _apply_settings(
         self, conn: AsyncConnection, settings: Mapping[str, str]
     ) -> dict[str, str | None]:
-        """SET LOCAL ``settings``; returns the values they replace.
-
-        SET LOCAL has no Core form; ``set_config(name, value, true)`` is the same as a
-        function. The previous values are read in a MATERIALIZED CTE, which is scanned
-        before the SELECT list (and its set_config calls) is evaluated.
-        """
+        """SET LOCAL ``settings``; returns the values they replace."""
         names = list(settings)
-        previous = (
-            select(
-                *(func.current_setting(name, True).label(f"p{i}") for i, name in enumerate(names))
-            )
-            .cte("previous")
-            .prefix_with("MATERIALIZED")
-        )
-        row = (
-            await conn.execute(
-                select(
-                    previous,
-                    *(
-                        func.set_config(name, value, True).label(f"s{i}")
-                        for i, (name, value) in enumerate(settings.items())
-                    ),
-                )
-            )
-        ).one()
+        knobs = _settings_cte(names, list(settings.values()))
+        row = (await conn.execute(select(knobs))).one()
         return {name: row[i] for i, name in enumerate(names)}
 
     async def _restore_settings(
@@ -196,14 +204,11 @@ class VectorSearcher:
         if parsed is not None or self.omit_expired:
             source = self.vectors.join(self.repo.store, and_(s.prefix == v.prefix, s.key == v.key))
             where += [filter_clause(s.value, parsed), self.repo.live_clause()]
-        # ORDER BY the bare operator is what lets pgvector serve it from the ANN index; adding
-        # zero makes it an expression the index cannot serve: an exact scan.
-        order = (distance + literal(0.0, Double)) if exact else distance
         return (
             select(v.prefix, v.key, distance.label("distance"))
             .select_from(source)
             .where(*where)
-            .order_by(order)
+            .order_by(_scan_order(distance, exact))
             # Inlined at execution (still cached as one compiled form): a LIMIT the planner can
             # see makes it choose the ANN index scan; a generic plan's guess may not.
             .limit(bindparam("candidate_limit", type_=Integer, literal_execute=True))
@@ -270,9 +275,10 @@ class VectorSearcher:
             .cte("counted")
             .prefix_with("MATERIALIZED")
         )
-        # The extra term keeps pgvector's index out: these few rows are ranked exactly.
+        # Exact distances: these few rows are ranked without pgvector's index.
+        distance = _scan_order(self._distance(), exact=True)
         scored = (
-            select(v.prefix, v.key, (self._distance() + literal(0.0, Double)).label("distance"))
+            select(v.prefix, v.key, distance.label("distance"))
             .select_from(
                 passing.join(
                     self.vectors, and_(v.prefix == passing.c.prefix, v.key == passing.c.key)
@@ -307,35 +313,17 @@ class VectorSearcher:
         assert self.vectors is not None
         v = self.vectors.c
         distance = self._distance()
-        # ORDER BY the bare operator is what lets pgvector serve it from the ANN index; adding
-        # zero makes it an expression the index cannot serve: an exact scan.
-        order = (distance + literal(0.0, Double)) if exact else distance
         limit = bindparam("candidate_limit", type_=Integer)
         nearest = (
             select(v.prefix, v.key, distance.label("distance"))
             .where(scope_clause(v.prefix, "search_scope") if scoped else true())
-            .order_by(order)
+            .order_by(_scan_order(distance, exact))
             .limit(limit)
         )
         head_columns: list[ColumnElement[Any]] = []
         if names:
-            previous = (
-                select(
-                    *(func.current_setting(n, True).label(f"p{i}") for i, n in enumerate(names))
-                )
-                .cte("previous")
-                .prefix_with("MATERIALIZED")
-            )
-            knobs = (
-                select(
-                    previous,
-                    *(
-                        func.set_config(n, bindparam(f"knob_{i}", type_=Text), True).label(f"s{i}")
-                        for i, n in enumerate(names)
-                    ),
-                )
-                .cte("knobs")
-                .prefix_with("MATERIALIZED")
+            knobs = _settings_cte(
+                names, [bindparam(f"knob_{i}", type_=Text) for i in range(len(names))]
             )
             after_knobs = nearest.where(knobs.c.s0.is_not(None)).lateral("nearest")
             scan = (
