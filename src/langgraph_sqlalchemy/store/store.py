@@ -35,7 +35,8 @@ from langgraph.store.base.batch import AsyncBatchedBaseStore
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .. import migrations
-from ..database import Database, RetryPolicy
+from ..checkpoint.precompiled import BoundStatement
+from ..database import Database, RetryPolicy, Rows
 from ..engine import create_engine
 from ..errors import DatabaseError, InvalidInputError
 from ..schema import get_tables, validate_schema_name, vector_embedding_table
@@ -530,45 +531,50 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
                 await writes.execute(conn)
             return results
 
-        # A batch of one statement (a lone get, put or search, the common case) needs no
-        # BEGIN/COMMIT around it: one statement is atomic on its own.
+        Fill = Callable[[list[Result], Rows], None]
+
+        def single_statement() -> tuple[BoundStatement, Fill]:
+            """The batch's one statement, and how its rows fill the results."""
+            if plan.gets:
+                pairs, flags = [pair for pair, _ in ordered], [flag for _, flag in ordered]
+
+                def fill_items(results: list[Result], rows: Rows) -> None:
+                    fill_gets(results, repo.items_from_rows(rows))
+
+                return repo.bound_get_items(pairs, flags), fill_items
+            if plan.searches:
+                i, search, parsed = plan.searches[0]
+
+                def fill_search(results: list[Result], rows: Rows) -> None:
+                    results[i] = [_to_search_item(row) for row in repo.items_from_list(rows)]
+
+                return repo.bound_search(search, parsed), fill_search
+            if plan.listings:
+                j, listing = plan.listings[0]
+
+                def fill_listing(results: list[Result], rows: Rows) -> None:
+                    results[j] = repo.namespaces_from_rows(rows)
+
+                return repo.bound_list_namespaces(listing), fill_listing
+            assert writes is not None
+            return writes, lambda results, rows: None
+
+        # A batch of one statement (a lone get, put, search or listing, the common case) needs
+        # no BEGIN/COMMIT around it: one statement is atomic on its own. It goes on the
+        # fastest path Database has for a single idempotent statement.
         single = statements == 1 and not vector_search
         try:
-            # A lone read (aget's, asearch's or alist_namespaces' usual batch) is one
-            # precompiled statement, sent on the fastest path Database has for a single
-            # idempotent statement.
-            if single and plan.gets:
-                rows = await self.db.fetch(
-                    repo.bound_get_items(
-                        [pair for pair, _ in ordered], [flag for _, flag in ordered]
-                    ),
-                    op="store.batch",
-                )
-                results: list[Result] = [None] * len(ops)
-                fill_gets(results, repo.items_from_rows(rows))
-                return results
-            if single and plan.searches:
-                i, search, parsed = plan.searches[0]
-                rows = await self.db.fetch(repo.bound_search(search, parsed), op="store.batch")
-                results = [None] * len(ops)
-                results[i] = [_to_search_item(row) for row in repo.items_from_list(rows)]
+            results: list[Result] = [None] * len(ops)
+            if single:
+                statement, fill = single_statement()
+                fill(results, await self.db.fetch(statement, op="store.batch"))
                 return results
             if lone is not None and (step := lone[1].next_statement()) is not None:
                 found_items = lone[1].consume(await self.db.fetch(step, op="store.batch"))
                 if found_items is not None:
-                    results = [None] * len(ops)
                     results[lone[0]] = [_to_search_item(row) for row in found_items]
                     return results
-            if single and writes is not None:
-                await self.db.fetch(writes, op="store.batch")
-                return [None] * len(ops)
-            if single and plan.listings:
-                i, listing = plan.listings[0]
-                rows = await self.db.fetch(repo.bound_list_namespaces(listing), op="store.batch")
-                results = [None] * len(ops)
-                results[i] = repo.namespaces_from_rows(rows)
-                return results
-            return await self.db.run(work, op="store.batch", single_statement=single)
+            return await self.db.run(work, op="store.batch")
         except DatabaseError as exc:
             if _sqlstate(exc) == _PROGRAM_LIMIT_EXCEEDED:
                 raise InvalidInputError(
