@@ -182,8 +182,9 @@ class SingleStatement(Protocol):
     async def execute(self, conn: AsyncConnection) -> Rows:
         """Run it through SQLAlchemy on ``conn`` and return all rows (empty for DML)."""
 
-    # Optional: ``rowless(dialect) -> bool``, True when the statement returns no rows (DML
-    # without RETURNING); such statements may share a round trip (see _SharedConnections).
+    def rowless(self, dialect: Dialect) -> bool:
+        """True when the statement returns no rows (DML without RETURNING); such statements
+        may share a round trip (see _SharedConnections)."""
 
 
 class Database:
@@ -253,8 +254,7 @@ class Database:
             form = statement.driver_form(engine.dialect)
         if engine is None or form is None:
             return await self.run(statement.execute, op=op, single_statement=True)
-        rowless_of = getattr(statement, "rowless", None)
-        rowless = bool(rowless_of is not None and rowless_of(engine.dialect))
+        rowless = statement.rowless(engine.dialect)
         attempt = 0
         while True:
             attempt += 1

@@ -55,6 +55,8 @@ Pair = tuple[str, str]  # (prefix, key)
 
 # Built statements kept per shape for reuse (see cached_statement).
 _STATEMENTS_KEPT = 128
+
+
 @dataclass(frozen=True)
 class ItemRow:
     prefix: str
