@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from langgraph_sqlalchemy import migrations
 from langgraph_sqlalchemy.engine import create_engine
 
-from .harness import MEMORY, OURS, PLAIN_SQL, UPSTREAM
+from .harness import MEMORY, OURS, OURS_TRACED, PLAIN_SQL, UPSTREAM
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_PGDATA = ROOT / ".pgdata-bench"
@@ -42,6 +42,8 @@ class Backend:
     store: Any = None
     index: dict[str, Any] | None = None  # the store's index config, to rebuild it
     state: dict[str, Any] = field(default_factory=dict)  # workload data already loaded
+    activate: Callable[[], None] | None = None  # called before each measured turn
+    deactivate: Callable[[], None] | None = None  # and after it
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _raw: asyncpg.Connection | None = None
 
@@ -134,10 +136,20 @@ def ours_missing() -> dict[str, str]:
     return missing
 
 
-async def make_ours(url: str, index: dict[str, Any], missing: dict[str, str]) -> Backend:
+async def make_ours(
+    url: str, index: dict[str, Any], missing: dict[str, str], *, traced: bool = False
+) -> Backend:
+    """Ours on an engine of its own; ``traced``: with production's observability on (see
+    :mod:`.tracing`)."""
     engine = create_engine(url, pool_size=POOL_SIZE, max_overflow=0)
     await migrations.upgrade(engine)
-    backend = Backend(OURS, url=url, index=index)
+    backend = Backend(OURS_TRACED if traced else OURS, url=url, index=index)
+    if traced:
+        from . import tracing
+
+        backend.state["statement_counter"] = tracing.instrument(engine)
+        backend.activate = tracing.activate
+        backend.deactivate = tracing.deactivate
     backend._closers.append(engine.dispose)
     if "saver" not in missing:
         from langgraph_sqlalchemy import AsyncSQLAlchemySaver

@@ -22,17 +22,21 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 OURS = "ours"
+# Ours as production runs it: a before_cursor_execute listener on the engine (what OpenTelemetry's
+# SQLAlchemy instrumentation, Sentry and most APMs attach) and our own OpenTelemetry spans on.
+OURS_TRACED = "ours_traced"
 UPSTREAM = "upstream"
 MEMORY = "memory"
 PLAIN_SQL = "sql"
 
 IMPL_LABELS = {
     OURS: "langgraph-sqlalchemy",
+    OURS_TRACED: "langgraph-sqlalchemy, traced",
     UPSTREAM: "upstream",
     MEMORY: "in-memory",
     PLAIN_SQL: "plain SQL",
 }
-TABLE_COLUMNS = (OURS, UPSTREAM, MEMORY, PLAIN_SQL)
+TABLE_COLUMNS = (OURS, OURS_TRACED, UPSTREAM, MEMORY, PLAIN_SQL)
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,9 @@ class Target:
 
 class Backend(Protocol):
     name: str
+    # Called around each measured turn (the traced implementation turns its spans on there).
+    activate: Callable[[], None] | None
+    deactivate: Callable[[], None] | None
 
 
 class Workload(Protocol):
@@ -144,6 +151,11 @@ class WorkloadResult:
                 "ratio_upstream_over_ours": (
                     self.ratio(metric.key) if metric.compare == "lower" else None
                 ),
+                "ratio_upstream_over_ours_traced": (
+                    self.ratio(metric.key, UPSTREAM, OURS_TRACED)
+                    if metric.compare == "lower"
+                    else None
+                ),
                 "by_impl": per_impl,
             }
         return out
@@ -176,7 +188,13 @@ async def run_workload(
             # Garbage left by the previous implementation should not be collected on the next
             # one's clock.
             gc.collect()
-            values = await workload.measure(backend)
+            if backend.activate is not None:
+                backend.activate()
+            try:
+                values = await workload.measure(backend)
+            finally:
+                if backend.deactivate is not None:
+                    backend.deactivate()
             if round_no < 0:
                 continue
             for key, value in values.items():
@@ -212,9 +230,9 @@ def markdown_table(results: Sequence[WorkloadResult]) -> str:
     header = (
         "| workload | metric | "
         + " | ".join(IMPL_LABELS[c] for c in TABLE_COLUMNS)
-        + " | ours vs upstream | target | met |"
+        + " | ours vs upstream | traced vs upstream | target | met |"
     )
-    lines = [header, "|" + "---|" * (len(TABLE_COLUMNS) + 5)]
+    lines = [header, "|" + "---|" * (len(TABLE_COLUMNS) + 6)]
     for res in results:
         for index, metric in enumerate(res.metrics):
             cells = []
@@ -223,11 +241,15 @@ def markdown_table(results: Sequence[WorkloadResult]) -> str:
                 cells.append(_fmt(metric.show(med), metric.digits) if med is not None else "")
             ratio = res.ratio(metric.key) if metric.compare == "lower" else None
             ratio_cell = f"{ratio:.2f}x" if ratio is not None else ""
+            traced = (
+                res.ratio(metric.key, UPSTREAM, OURS_TRACED) if metric.compare == "lower" else None
+            )
+            traced_cell = f"{traced:.2f}x" if traced is not None else ""
             target_text, met = _target_for_row(res, index)
             lines.append(
                 f"| {res.name if index == 0 else ''} | {metric.label} ({metric.unit}) | "
                 + " | ".join(cells)
-                + f" | {ratio_cell} | {target_text} | {_met_cell(met)} |"
+                + f" | {ratio_cell} | {traced_cell} | {target_text} | {_met_cell(met)} |"
             )
     return "\n".join(lines)
 
@@ -264,6 +286,7 @@ def machine_info() -> dict[str, Any]:
         "langgraph-checkpoint",
         "langgraph-checkpoint-postgres",
         "langgraph-sqlalchemy",
+        "opentelemetry-sdk",
         "psycopg",
         "psycopg-pool",
         "asyncpg",

@@ -27,6 +27,7 @@ from .harness import (
     IMPL_LABELS,
     MEMORY,
     OURS,
+    OURS_TRACED,
     PLAIN_SQL,
     UPSTREAM,
     WorkloadResult,
@@ -184,6 +185,10 @@ async def main(argv: list[str] | None = None) -> int:
         backends[OURS] = await bk.make_ours(
             await bk.fresh_database(admin_url, OURS), index, missing
         )
+        if any(OURS_TRACED in w.impls for w, _ in workloads):
+            backends[OURS_TRACED] = await bk.make_ours(
+                await bk.fresh_database(admin_url, OURS_TRACED), index, missing, traced=True
+            )
         backends[UPSTREAM] = await bk.make_upstream(
             await bk.fresh_database(admin_url, UPSTREAM), index
         )

@@ -29,6 +29,7 @@ from .backends import Backend
 from .harness import (
     MEMORY,
     OURS,
+    OURS_TRACED,
     UPSTREAM,
     Metric,
     Target,
@@ -38,7 +39,7 @@ from .harness import (
     per_second,
 )
 
-SAVER_IMPLS = (OURS, UPSTREAM, MEMORY)
+SAVER_IMPLS = (OURS, OURS_TRACED, UPSTREAM, MEMORY)
 
 # ~250 characters: the size of a short assistant turn.
 _FILLER = (
@@ -127,9 +128,9 @@ async def make_long_thread(backend: Backend, checkpoints: int) -> str:
     return thread_id
 
 
-def _faster(metric: str, factor: float) -> Any:
+def _faster(metric: str, factor: float, impl: str = OURS) -> Any:
     def check(result: WorkloadResult) -> bool | None:
-        ratio = result.ratio(metric)
+        ratio = result.ratio(metric, UPSTREAM, impl)
         return None if ratio is None else ratio >= factor
 
     return check
@@ -147,7 +148,10 @@ class GraphSequential:
         return f"10-step StateGraph, {self.runs} runs one after another (new thread each)"
 
     metrics = (Metric("time", "10-step graph runs, sequential", "runs/s", per_second, 1),)
-    targets = (Target(">= 1.5x upstream", "time", _faster("time", 1.5)),)
+    targets = (
+        Target(">= 1.5x upstream", "time", _faster("time", 1.5)),
+        Target("traced >= 1.5x", "time", _faster("time", 1.5, OURS_TRACED)),
+    )
 
     async def prepare(self, backend: Backend) -> None:
         graph = build_chat_graph().compile(checkpointer=backend.saver)
@@ -181,7 +185,10 @@ class GraphConcurrent:
             Metric("time", f"10-step graph runs, {self.runs} at once", "runs/s", per_second, 1),
         )
 
-    targets = (Target(">= 2.5x upstream", "time", _faster("time", 2.5)),)
+    targets = (
+        Target(">= 2.5x upstream", "time", _faster("time", 2.5)),
+        Target("traced >= 2.5x", "time", _faster("time", 2.5, OURS_TRACED)),
+    )
 
     async def prepare(self, backend: Backend) -> None:
         backend.state["chat_graph"] = build_chat_graph().compile(checkpointer=backend.saver)
@@ -215,7 +222,10 @@ class GetTuple:
         label = f"aget_tuple, {self.checkpoints}-checkpoint thread"
         return (Metric("time", label, "ms", milliseconds, 3),)
 
-    targets = (Target(">= 1.5x faster", "time", _faster("time", 1.5)),)
+    targets = (
+        Target(">= 1.5x faster", "time", _faster("time", 1.5)),
+        Target("traced >= 1.5x", "time", _faster("time", 1.5, OURS_TRACED)),
+    )
 
     async def prepare(self, backend: Backend) -> None:
         backend.state["get_thread"] = await make_long_thread(backend, self.checkpoints)

@@ -23,6 +23,7 @@ from .backends import Backend, truncate_store
 from .harness import (
     MEMORY,
     OURS,
+    OURS_TRACED,
     PLAIN_SQL,
     UPSTREAM,
     Metric,
@@ -34,7 +35,7 @@ from .harness import (
 from .vectors import Corpus, TableEmbeddings, exact_top_k, make_corpus, make_queries, recall_at_k
 
 DIMS = 64
-STORE_IMPLS = (OURS, UPSTREAM, MEMORY)
+STORE_IMPLS = (OURS, OURS_TRACED, UPSTREAM, MEMORY)
 DOCS_NS = ("bench", "docs")
 VECTORS_NS = ("bench", "vectors")
 CATEGORIES = 50
@@ -124,7 +125,7 @@ class StorePuts:
     batch: int = 100
     needs: str = "store"
     name: str = "store_put_embed"
-    impls: Sequence[str] = (OURS, UPSTREAM, MEMORY, PLAIN_SQL)
+    impls: Sequence[str] = (OURS, OURS_TRACED, UPSTREAM, MEMORY, PLAIN_SQL)
 
     @property
     def description(self) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from .database import POOLER_OPTION
+from .db import POOLER_OPTION
 from .errors import InvalidInputError
 
 __all__ = ["create_engine", "normalize_url"]

@@ -24,6 +24,7 @@ from typing import Any
 from langgraph.checkpoint.base import DeltaChannelHistory, PendingWrite, writes_sort_key
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from sqlalchemy import (
+    CompoundSelect,
     Integer,
     String,
     Text,
@@ -39,9 +40,8 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..database import Database
+from ..db import Database, Statement
 from .configs import Target
 from .repository import CheckpointRepository
 from .serialization import load_json
@@ -50,7 +50,9 @@ __all__ = ["load_delta_channel_history"]
 
 
 @functools.lru_cache(maxsize=128)
-def _history_statement(repository: CheckpointRepository, *, newest: bool) -> Any:
+def _history_statement(
+    repository: CheckpointRepository, *, newest: bool
+) -> Statement[CompoundSelect[Any]]:
     """The walk for one schema, built once: thread, namespace, target and channels are bound
     parameters (``newest``: the target is the namespace's newest checkpoint)."""
     c, b, w = repository.checkpoints, repository.blobs, repository.writes
@@ -194,7 +196,7 @@ def _history_statement(repository: CheckpointRepository, *, newest: bool) -> Any
         )
         .where(walk.c.depth >= 1, visited.c.ch != func.all(walk.c.remaining))
     )
-    return union_all(writes, seeds)
+    return Statement(union_all(writes, seeds))
 
 
 async def load_delta_channel_history(
@@ -213,10 +215,7 @@ async def load_delta_channel_history(
     if target.checkpoint_id:
         params["checkpoint_id"] = target.checkpoint_id
 
-    async def work(conn: AsyncConnection) -> list[Any]:
-        return list((await conn.execute(stmt, params)).all())
-
-    rows = await db.run(work, op="aget_delta_channel_history", single_statement=True)
+    rows = await db.fetch(stmt.bind(params), op="aget_delta_channel_history")
     writes_by_channel: dict[str, list[tuple[int, tuple[str, str, int], PendingWrite]]] = {}
     seeds: dict[str, Any] = {}
     for kind, depth, channel, task_id, task_path, idx, _version, type_, blob, inline in rows:

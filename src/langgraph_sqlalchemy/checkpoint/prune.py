@@ -42,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..database import Database
+from ..db import Database
 from .repository import CheckpointRepository, freed_blob_keys, text_array, unnest
 
 __all__ = ["PRUNE_STRATEGIES", "prune_threads"]

@@ -2,11 +2,11 @@
 
 :class:`CheckpointRepository` never opens, commits or retries a transaction: the saver runs each
 method inside :meth:`Database.run`, which owns the transaction. Every statement is built from the
-same ``Table`` objects with values as bound parameters, so it compiles once; the hot ones (the
-checkpoint read, a list page, a put, a task's writes) keep that compiled form themselves
-(:mod:`.precompiled`). Row sets travel as arrays expanded with ``unnest`` rather than as
-multi-row ``VALUES``: one compiled statement then fits any number of rows, and a put stays one
-round trip.
+same ``Table`` objects with values as bound parameters; the hot ones (the checkpoint read, a
+list page, a put, a task's writes) are built once and kept as
+:class:`~langgraph_sqlalchemy.db.statements.Statement`, compiled once per dialect. Row sets
+travel as arrays expanded with ``unnest`` rather than as multi-row ``VALUES``: one compiled
+statement then fits any number of rows, and a put stays one round trip.
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, JSONB, aggregate_order_by, insert
+from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, JSONB, Insert, aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import NullType
 
+from ..db.statements import BoundStatement, Statement
 from ..schema import Tables, get_tables
-from .precompiled import BoundStatement, PrecompiledStatement
 from .serialization import BlobRow, WriteRow, load_json
 
 __all__ = ["CheckpointRepository", "ListFilter", "PageKey", "repository_for"]
@@ -86,7 +86,7 @@ class CheckpointRepository:
         self.checkpoints = tables.checkpoints
         self.blobs = tables.checkpoint_blobs
         self.writes = tables.checkpoint_writes
-        self._page_statements: dict[tuple[bool, ...], PrecompiledStatement] = {}
+        self._page_statements: dict[tuple[bool, ...], Statement[Select[Any]]] = {}
 
     # --- reads ------------------------------------------------------------------------------------
 
@@ -179,9 +179,9 @@ class CheckpointRepository:
         )
 
     @functools.cached_property
-    def _select_by_id(self) -> PrecompiledStatement:
+    def _select_by_id(self) -> Statement[Select[Any]]:
         c = self.checkpoints
-        return PrecompiledStatement(
+        return Statement(
             self._tuple_select().where(
                 c.c.thread_id == bindparam("thread_id", type_=Text),
                 c.c.checkpoint_ns == bindparam("checkpoint_ns", type_=Text),
@@ -190,7 +190,7 @@ class CheckpointRepository:
         )
 
     @functools.cached_property
-    def _select_latest(self) -> PrecompiledStatement:
+    def _select_latest(self) -> Statement[Select[Any]]:
         # "= (SELECT max(...))" rather than "ORDER BY ... LIMIT $n": with the row count a
         # parameter, Postgres never adopts a generic plan for the prepared statement and plans
         # this whole query again on every call, which costs more than running it.
@@ -202,7 +202,7 @@ class CheckpointRepository:
             .where(c.c.thread_id == thread_id, c.c.checkpoint_ns == checkpoint_ns)
             .scalar_subquery()
         )
-        return PrecompiledStatement(
+        return Statement(
             self._tuple_select().where(
                 c.c.thread_id == thread_id,
                 c.c.checkpoint_ns == checkpoint_ns,
@@ -221,7 +221,7 @@ class CheckpointRepository:
             return self._select_by_id.bind(params)
         return self._select_latest.bind(params)
 
-    def _page_statement(self, shape: tuple[bool, ...]) -> PrecompiledStatement:
+    def _page_statement(self, shape: tuple[bool, ...]) -> Statement[Select[Any]]:
         """The page query for one combination of filters, built once and kept.
 
         Statements are built from bound parameters only, so the few shapes a program uses
@@ -263,7 +263,7 @@ class CheckpointRepository:
         stmt = stmt.order_by(
             c.c.checkpoint_id.desc(), c.c.thread_id.desc(), c.c.checkpoint_ns.desc()
         ).limit(bindparam("page_limit", type_=Integer))
-        page = self._page_statements[shape] = PrecompiledStatement(stmt)
+        page = self._page_statements[shape] = Statement(stmt)
         return page
 
     def select_checkpoint_page(
@@ -294,7 +294,7 @@ class CheckpointRepository:
 
     # --- writes -----------------------------------------------------------------------------------
 
-    def _build_upsert_checkpoint(self, *, with_blobs: bool) -> Any:
+    def _build_upsert_checkpoint(self, *, with_blobs: bool) -> Insert:
         c, b = self.checkpoints, self.blobs
         stmt = insert(c).values(
             thread_id=bindparam("thread_id", type_=Text),
@@ -340,12 +340,12 @@ class CheckpointRepository:
         return stmt.add_cte(insert_blobs)
 
     @functools.cached_property
-    def _upsert_checkpoint(self) -> PrecompiledStatement:
-        return PrecompiledStatement(self._build_upsert_checkpoint(with_blobs=False))
+    def _upsert_checkpoint(self) -> Statement[Insert]:
+        return Statement(self._build_upsert_checkpoint(with_blobs=False))
 
     @functools.cached_property
-    def _upsert_checkpoint_and_blobs(self) -> PrecompiledStatement:
-        return PrecompiledStatement(self._build_upsert_checkpoint(with_blobs=True))
+    def _upsert_checkpoint_and_blobs(self) -> Statement[Insert]:
+        return Statement(self._build_upsert_checkpoint(with_blobs=True))
 
     def upsert_checkpoint(
         self,
@@ -380,7 +380,7 @@ class CheckpointRepository:
             return self._upsert_checkpoint_and_blobs.bind(params)
         return self._upsert_checkpoint.bind(params)
 
-    def _build_insert_writes(self, *, replace: bool) -> Any:
+    def _build_insert_writes(self, *, replace: bool) -> Insert:
         w = self.writes
         new = unnest(
             ("idx", bindparam("idx", type_=ARRAY(Integer))),
@@ -419,12 +419,12 @@ class CheckpointRepository:
         return stmt.on_conflict_do_nothing(index_elements=key)
 
     @functools.cached_property
-    def _insert_writes_first_wins(self) -> PrecompiledStatement:
-        return PrecompiledStatement(self._build_insert_writes(replace=False))
+    def _insert_writes_first_wins(self) -> Statement[Insert]:
+        return Statement(self._build_insert_writes(replace=False))
 
     @functools.cached_property
-    def _upsert_writes_latest_wins(self) -> PrecompiledStatement:
-        return PrecompiledStatement(self._build_insert_writes(replace=True))
+    def _upsert_writes_latest_wins(self) -> Statement[Insert]:
+        return Statement(self._build_insert_writes(replace=True))
 
     def insert_writes(
         self,

@@ -29,10 +29,11 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ..database import Database, RetryPolicy
+from ..db import Database, RetryPolicy
 from ..errors import InvalidInputError
 from ..loop_bridge import LoopBridge
 from ..schema import get_tables
+from ..telemetry import traced, traced_iterator
 from .configs import read_target, text_id
 from .delta_history import load_delta_channel_history
 from .prune import PRUNE_STRATEGIES, prune_threads
@@ -49,6 +50,20 @@ from .serialization import (
 )
 
 __all__ = ["AsyncSQLAlchemySaver"]
+
+def _config_ids(config: Any = None, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Span attributes identifying the thread of a call's config (recorded on opt-in only)."""
+    config = kwargs.get("config", config)
+    configurable = config.get("configurable", {}) if isinstance(config, Mapping) else {}
+    return {
+        "langgraph.thread_id": configurable.get("thread_id"),
+        "langgraph.checkpoint_ns": configurable.get("checkpoint_ns"),
+    }
+
+
+def _thread_ids(thread_id: Any = None, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    return {"langgraph.thread_id": thread_id}
+
 
 # Rows per alist round trip: big enough that a full-history listing costs few round trips, small
 # enough that a page (with its blobs) is a bounded amount of memory.
@@ -110,6 +125,7 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         """The event loop the sync methods hand their work to."""
         return self._bridge.loop
 
+    @traced("setup", "checkpoints")
     async def setup(self) -> None:
         """Migrate the schema to head (idempotent; safe from many processes at once)."""
         from .. import migrations
@@ -124,6 +140,7 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
             self.serde, row, first_version=self.get_next_version(None, None)
         )
 
+    @traced("aget_tuple", "checkpoints", _config_ids)
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """The checkpoint of ``config``, or the thread's newest in its namespace."""
         self._bridge.bind()
@@ -136,6 +153,7 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         )
         return self._load(CheckpointRow.from_result(rows[0])) if rows else None
 
+    @traced_iterator("alist", "checkpoints", _config_ids)
     async def alist(
         self,
         config: RunnableConfig | None,
@@ -210,6 +228,7 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
 
     # --- writes -----------------------------------------------------------------------------------
 
+    @traced("aput", "checkpoints", _config_ids)
     async def aput(
         self,
         config: RunnableConfig,
@@ -246,6 +265,7 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
             }
         }
 
+    @traced("aput_writes", "checkpoint_writes", _config_ids)
     async def aput_writes(
         self,
         config: RunnableConfig,
@@ -280,6 +300,7 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
 
     # --- maintenance ------------------------------------------------------------------------------
 
+    @traced("adelete_thread", "checkpoints", _thread_ids)
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint, blob and write of the thread (all namespaces), atomically."""
         self._bridge.bind()
@@ -290,6 +311,7 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
 
         await self.db.run(work, op="adelete_thread", single_statement=True)
 
+    @traced("adelete_for_runs", "checkpoints")
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints of these runs (``metadata.run_id``), their writes, and the
         blobs no remaining checkpoint refers to."""
@@ -305,6 +327,7 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
 
         await self.db.run(work, op="adelete_for_runs")
 
+    @traced("acopy_thread", "checkpoints", _thread_ids)
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint, blob and write of one thread to another (one statement)."""
         self._bridge.bind()
@@ -318,6 +341,7 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
 
         await self.db.run(work, op="acopy_thread", single_statement=True)
 
+    @traced("aprune", "checkpoints")
     async def aprune(
         self,
         thread_ids: Sequence[str],
@@ -346,6 +370,7 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
             self.db, self.repository, ids, strategy=strategy, keep_last=keep_last or 1
         )
 
+    @traced("aget_delta_channel_history", "checkpoint_writes", _config_ids)
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:

@@ -17,11 +17,8 @@ open transaction to finish.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import io
-import time
-import zlib
 from collections.abc import Callable
 from importlib import resources
 
@@ -29,10 +26,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ..db.locks import lock_key, polled_advisory_lock
 from ..errors import MigrationError
 from ..schema import validate_schema_name
 from .naming import VERSION_TABLE, include_name_for, include_object_for, is_our_table
@@ -84,34 +81,6 @@ def head_revision() -> str:
     return head
 
 
-def _lock_key(schema: str | None) -> int:
-    # One lock per target schema; crc32 is stable across processes and Python versions
-    # (hash() is salted per process) and fits the bigint advisory-lock key space.
-    return zlib.crc32(f"langgraph_sqlalchemy.migrations:{schema or ''}".encode())
-
-
-async def _acquire_lock(conn: AsyncConnection, key: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    delay = 0.05
-    while True:
-        got = (await conn.execute(select(func.pg_try_advisory_lock(key)))).scalar_one()
-        await conn.commit()  # no open transaction while we wait (see module docstring)
-        if got:
-            return
-        if time.monotonic() >= deadline:
-            raise MigrationError(
-                f"another process held the migration lock for over {timeout:.0f}s; "
-                "is a migration stuck? (pg_locks, locktype = 'advisory')"
-            )
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 1.0)
-
-
-async def _release_lock(conn: AsyncConnection, key: int) -> None:
-    await conn.execute(select(func.pg_advisory_unlock(key)))
-    await conn.commit()
-
-
 def _engine_of(bind: AsyncEngine | AsyncConnection) -> AsyncEngine:
     # A host connection may sit inside the host's transaction, where CREATE INDEX
     # CONCURRENTLY cannot run; migrations always take a fresh connection of the same engine.
@@ -141,13 +110,19 @@ async def _run_locked(
 ) -> None:
     _refuse_open_transaction(bind, what)
     engine = _engine_of(bind)
-    key = _lock_key(schema)
-    async with engine.connect() as conn:
-        await _acquire_lock(conn, key, lock_timeout)
-        try:
-            def run(sync_conn: Connection) -> None:
-                action(alembic_config(schema=schema, connection=sync_conn))
+    def stuck(timeout: float) -> MigrationError:
+        return MigrationError(
+            f"another process held the migration lock for over {timeout:.0f}s; "
+            "is a migration stuck? (pg_locks, locktype = 'advisory')"
+        )
 
+    def run(sync_conn: Connection) -> None:
+        action(alembic_config(schema=schema, connection=sync_conn))
+
+    async with engine.connect() as conn, polled_advisory_lock(
+        conn, lock_key("migrations", schema), timeout=lock_timeout, on_timeout=stuck
+    ):
+        try:
             await conn.run_sync(run)
             await conn.commit()
         except MigrationError:
@@ -157,7 +132,6 @@ async def _run_locked(
         finally:
             if not conn.closed and not conn.invalidated:
                 await conn.rollback()
-                await _release_lock(conn, key)
 
 
 async def upgrade(

@@ -15,8 +15,8 @@ from typing import Any
 
 from langgraph.store.base import InvalidNamespaceError
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
-    Integer,
     Select,
     Table,
     Text,
@@ -234,6 +234,7 @@ def list_namespaces_statement(
     return (
         select(namespaces.c.prefix)
         .order_by(_tuple_order(namespaces.c.prefix))
-        .limit(bindparam("list_limit", type_=Integer))
-        .offset(bindparam("list_offset", type_=Integer))
+        # 64-bit: upstream takes any int, and a page past 2**31 is simply empty.
+        .limit(bindparam("list_limit", type_=BigInteger))
+        .offset(bindparam("list_offset", type_=BigInteger))
     )

@@ -16,11 +16,17 @@ from typing import Any
 import orjson
 from langgraph.store.base import ListNamespacesOp, SearchOp
 from sqlalchemy import (
+    CTE,
+    BigInteger,
     Boolean,
     ColumnElement,
+    Delete,
     Double,
-    Integer,
+    Executable,
+    FromClause,
+    Select,
     Table,
+    TableValuedAlias,
     Text,
     and_,
     bindparam,
@@ -33,10 +39,10 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, Insert, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..checkpoint.precompiled import BoundStatement, PrecompiledStatement
+from ..db.statements import BoundStatement, Statement
 from ..schema import Tables
 from .embedding import IndexSettings
 from .filters import ParsedFilter, filter_clause
@@ -75,7 +81,7 @@ class VectorRow:
     embedding: list[float]
 
 
-def _unnest_pairs(prefixes: str, keys: str) -> Any:
+def _unnest_pairs(prefixes: str, keys: str) -> TableValuedAlias:
     return (
         func.unnest(bindparam(prefixes, type_=ARRAY(Text)), bindparam(keys, type_=ARRAY(Text)))
         .table_valued("prefix", "key")
@@ -84,15 +90,15 @@ def _unnest_pairs(prefixes: str, keys: str) -> Any:
 
 
 def cached_statement(
-    cache: dict[Any, PrecompiledStatement], shape: Any, build: Callable[[], Any]
-) -> PrecompiledStatement:
+    cache: dict[Any, Statement[Any]], shape: Any, build: Callable[[], Executable]
+) -> Statement[Any]:
     """The statement kept in ``cache`` for ``shape``, built by ``build`` the first time."""
     statement = cache.get(shape)
     if statement is None:
         # Bounded: callers choose the shapes (filters, conditions), usually a handful.
         if len(cache) >= _STATEMENTS_KEPT:
             cache.clear()
-        statement = cache[shape] = PrecompiledStatement(build())
+        statement = cache[shape] = Statement(build())
     return statement
 
 
@@ -113,11 +119,11 @@ class StoreRepository:
         self.index = index
         self.omit_expired = omit_expired
         self._loads = loads
-        self._namespace_statements: dict[Any, PrecompiledStatement] = {}
-        self._search_statements: dict[Any, PrecompiledStatement] = {}
-        self._write_statements: dict[Any, PrecompiledStatement] = {}
+        self._namespace_statements: dict[Any, Statement[Any]] = {}
+        self._search_statements: dict[Any, Statement[Any]] = {}
+        self._write_statements: dict[Any, Statement[Any]] = {}
         # The hot read, built once: only its bound arrays change from call to call.
-        self._get = PrecompiledStatement(self._get_items_statement())
+        self._get: Statement[Select[Any]] = Statement(self._get_items_statement())
 
     # --- shared pieces -----------------------------------------------------------------------
 
@@ -152,7 +158,7 @@ class StoreRepository:
 
     # --- reads ---------------------------------------------------------------------------------
 
-    def refresh_cte(self, targets: Any, *extra: ColumnElement[bool]) -> Any:
+    def refresh_cte(self, targets: FromClause, *extra: ColumnElement[bool]) -> CTE:
         """An UPDATE restarting the TTL clock of the items in ``targets`` (a FROM item with
         prefix and key columns), as a CTE. Only items with a TTL are touched, and with
         ``omit_expired`` an expired item is never revived."""
@@ -171,7 +177,7 @@ class StoreRepository:
             .cte("refreshed")
         )
 
-    def _get_items_statement(self) -> Any:
+    def _get_items_statement(self) -> Select[Any]:
         keys = (
             func.unnest(
                 bindparam("get_prefixes", type_=ARRAY(Text)),
@@ -250,7 +256,7 @@ class StoreRepository:
 
     def _search_statement(
         self, scoped: bool, parsed: ParsedFilter | None, refresh: bool
-    ) -> Any:
+    ) -> Select[Any]:
         s = self.store.c
         page = (
             select(*self.item_columns())
@@ -260,8 +266,9 @@ class StoreRepository:
                 self.live_clause(),
             )
             .order_by(s.updated_at.desc(), s.prefix, s.key)
-            .limit(bindparam("search_limit", type_=Integer))
-            .offset(bindparam("search_offset", type_=Integer))
+            # 64-bit: upstream takes any int, and a page past 2**31 is simply empty.
+            .limit(bindparam("search_limit", type_=BigInteger))
+            .offset(bindparam("search_offset", type_=BigInteger))
         )
         if not refresh:
             return page
@@ -348,8 +355,8 @@ class StoreRepository:
             params["vector_texts"] = [orjson.dumps(r.embedding).decode() for r in vector_rows]
         return statement.bind(params)
 
-    def _write_statement(self, deletes: bool, upserts: bool, vectors: bool) -> Any:
-        parts: list[Any] = []
+    def _write_statement(self, deletes: bool, upserts: bool, vectors: bool) -> Insert | Delete:
+        parts: list[Insert | Delete] = []
         if deletes:
             parts.append(self._delete_items_statement())
         if upserts:
@@ -362,12 +369,12 @@ class StoreRepository:
             main = main.add_cte(part.cte(f"write_{i}"))
         return main
 
-    def _delete_items_statement(self) -> Any:
+    def _delete_items_statement(self) -> Delete:
         keys = _unnest_pairs("delete_prefixes", "delete_keys")
         s = self.store.c
         return delete(self.store).where(s.prefix == keys.c.prefix, s.key == keys.c.key)
 
-    def _upsert_items_statement(self) -> Any:
+    def _upsert_items_statement(self) -> Insert:
         incoming = (
             func.unnest(
                 bindparam("put_prefixes", type_=ARRAY(Text)),
@@ -406,7 +413,7 @@ class StoreRepository:
             },
         )
 
-    def _incoming_vectors(self) -> Any:
+    def _incoming_vectors(self) -> TableValuedAlias:
         return (
             func.unnest(
                 bindparam("vector_prefixes", type_=ARRAY(Text)),
@@ -418,7 +425,7 @@ class StoreRepository:
             .render_derived()
         )
 
-    def _stale_vectors_statement(self) -> Any:
+    def _stale_vectors_statement(self) -> Delete:
         """Vectors of the owners that the batch does not write again (fields no longer
         embedded, ``index=False``): deleted."""
         assert self.vectors is not None
@@ -437,7 +444,7 @@ class StoreRepository:
             ),
         )
 
-    def _upsert_vectors_statement(self) -> Any:
+    def _upsert_vectors_statement(self) -> Insert:
         assert self.vectors is not None
         v = self.vectors.c
         incoming = self._incoming_vectors()

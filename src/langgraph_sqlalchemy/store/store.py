@@ -35,11 +35,12 @@ from langgraph.store.base.batch import AsyncBatchedBaseStore
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .. import migrations
-from ..checkpoint.precompiled import BoundStatement
-from ..database import Database, RetryPolicy, Rows
+from ..db import Database, RetryPolicy, Rows
+from ..db.statements import BoundStatement
 from ..engine import create_engine
 from ..errors import DatabaseError, InvalidInputError
 from ..schema import get_tables, validate_schema_name, vector_embedding_table
+from ..telemetry import traced
 from .embedding import IndexSettings, parse_index_config, parse_paths, texts_to_embed, unique_texts
 from .filters import ParsedFilter, parse_filter
 from .namespaces import namespace_from_prefix, namespace_to_prefix, validate_labels
@@ -121,6 +122,14 @@ def _sqlstate(exc: BaseException) -> str | None:
             return code
         current = current.__cause__
     return None
+
+
+def _namespace_ids(namespace: Any = None, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Span attributes identifying a call's namespace (recorded on opt-in only)."""
+    namespace = kwargs.get("namespace", kwargs.get("namespace_prefix", namespace))
+    if namespace is None:
+        return {}
+    return {"langgraph.store.namespace": ".".join(map(str, namespace))}
 
 
 class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
@@ -224,6 +233,7 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
         finally:
             await engine.dispose()
 
+    @traced("setup", "store")
     async def setup(self) -> None:
         """Migrate the schema to head and, with an index configured, create the vector layer.
 
@@ -243,6 +253,7 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
 
     # --- TTL -------------------------------------------------------------------------------------
 
+    @traced("sweep_ttl", "store")
     async def sweep_ttl(self) -> int:
         """Delete expired items now; returns how many were deleted."""
         return await self.db.run(
@@ -279,6 +290,7 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
     # batch. Bad input is therefore refused here, in the caller's own call, before it joins a
     # batch; abatch validates again for ops passed to it directly.
 
+    @traced("aget", "store", _namespace_ids)
     async def aget(
         self, namespace: tuple[str, ...], key: str, *, refresh_ttl: bool | None = None
     ) -> Item | None:
@@ -286,6 +298,7 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
         _check_key(key, "get")
         return await super().aget(namespace, key, refresh_ttl=refresh_ttl)
 
+    @traced("asearch", "store", _namespace_ids)
     async def asearch(
         self,
         namespace_prefix: tuple[str, ...],
@@ -309,6 +322,7 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
             refresh_ttl=refresh_ttl,
         )
 
+    @traced("aput", "store", _namespace_ids)
     async def aput(
         self,
         namespace: tuple[str, ...],
@@ -334,11 +348,13 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
             parse_paths(index)
         await super().aput(namespace, key, value, index, ttl=ttl)
 
+    @traced("adelete", "store", _namespace_ids)
     async def adelete(self, namespace: tuple[str, ...], key: str) -> None:
         validate_labels(namespace)
         _check_key(key, "delete")
         await super().adelete(namespace, key)
 
+    @traced("alist_namespaces", "store")
     async def alist_namespaces(
         self,
         *,
@@ -462,6 +478,7 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
         rows.sort(key=lambda r: (r.prefix, r.key, r.field_name))
         return owners, rows
 
+    @traced("abatch", "store")
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         ops = list(ops)
         plan = self._plan(ops)

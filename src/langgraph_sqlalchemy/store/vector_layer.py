@@ -14,11 +14,8 @@ Upstream's ``vector_migrations`` rows are recorded as upstream's own ``setup()``
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
-import time
-import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.schema import CreateIndex, CreateTable, DropIndex
 
+from ..db.locks import lock_key, polled_advisory_lock
 from ..errors import DatabaseError, InvalidInputError, SchemaMismatchError, VectorExtensionError
 from ..schema import get_tables, validate_schema_name, vector_embedding_table
 
@@ -147,30 +145,6 @@ def embedding_index(
     )
 
 
-def _lock_key(schema: str | None) -> int:
-    # Stable across processes (unlike hash()), and distinct from the migrations' lock.
-    return zlib.crc32(f"langgraph_sqlalchemy.vector_layer:{schema or ''}".encode())
-
-
-async def _poll_session_lock(conn: AsyncConnection, key: int, timeout: float = 600.0) -> None:
-    """Take a session advisory lock by polling, on a connection with no open transaction.
-
-    Concurrent CREATE INDEX CONCURRENTLY runs on one table fail ("tuple concurrently
-    updated"), so they are serialised; a blocking lock would deadlock, since the waiter's
-    open transaction is one CONCURRENTLY waits for.
-    """
-    deadline = time.monotonic() + timeout
-    delay = 0.05
-    while not (await conn.execute(select(func.pg_try_advisory_lock(key)))).scalar_one():
-        if time.monotonic() >= deadline:
-            raise DatabaseError(
-                f"another process held the vector-layer lock for over {timeout:.0f}s "
-                "(is an index build stuck? see pg_locks, locktype = 'advisory')"
-            )
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 1.0)
-
-
 async def vector_extension_version(conn: AsyncConnection) -> str | None:
     """The installed pgvector version in this database, or None."""
     return (
@@ -273,7 +247,7 @@ async def ensure_vector_layer(
             # Serialises concurrent setup() calls on the table check-then-create (a plain
             # CREATE TABLE IF NOT EXISTS can still collide on the table's row type). Held
             # only by this short transaction, never across CREATE INDEX CONCURRENTLY.
-            await conn.execute(select(func.pg_advisory_xact_lock(_lock_key(schema))))
+            await conn.execute(select(func.pg_advisory_xact_lock(lock_key("vector_layer", schema))))
             await _ensure_extension(conn)
             existing = await _existing_embedding_type(conn, schema)
             if existing is None:
@@ -297,10 +271,19 @@ async def ensure_vector_layer(
             distance_type=distance_type,
             params=params,
         )
+        def stuck(timeout: float) -> DatabaseError:
+            # Concurrent CREATE INDEX CONCURRENTLY runs on one table fail ("tuple concurrently
+            # updated"), so builds are serialised.
+            return DatabaseError(
+                f"another process held the vector-layer lock for over {timeout:.0f}s "
+                "(is an index build stuck? see pg_locks, locktype = 'advisory')"
+            )
+
         async with engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await _poll_session_lock(conn, _lock_key(schema))
-            try:
+            async with polled_advisory_lock(
+                conn, lock_key("vector_layer", schema), timeout=600.0, on_timeout=stuck
+            ):
                 if await _index_state(conn, schema) is False:
                     # A CONCURRENTLY build that was interrupted leaves an invalid index
                     # behind, which IF NOT EXISTS would keep forever.
@@ -308,9 +291,6 @@ async def ensure_vector_layer(
                     await conn.execute(DropIndex(index, if_exists=True))
                 await conn.execute(CreateIndex(index, if_not_exists=True))
                 await _record_vector_migrations(conn, schema, [2])
-            finally:
-                if not conn.invalidated:
-                    await conn.execute(select(func.pg_advisory_unlock(_lock_key(schema))))
     except (SchemaMismatchError, VectorExtensionError):
         raise
     except DBAPIError as exc:

@@ -16,10 +16,15 @@ from typing import Any
 
 from langgraph.store.base import SearchOp
 from sqlalchemy import (
+    CTE,
+    BigInteger,
     Boolean,
     ColumnElement,
     Double,
+    FromClause,
     Integer,
+    Select,
+    Subquery,
     Text,
     and_,
     bindparam,
@@ -32,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..checkpoint.precompiled import BoundStatement, PrecompiledStatement
+from ..db.statements import BoundStatement, Statement
 from .filters import ParsedFilter, filter_clause
 from .namespaces import scope_clause, scope_params
 from .repository import ItemRow, StoreRepository, cached_statement
@@ -71,7 +76,7 @@ def _version_at_least(version: str | None, wanted: tuple[int, ...]) -> bool:
     return tuple(parts) >= wanted
 
 
-def _settings_cte(names: Sequence[str], values: Sequence[Any]) -> Any:
+def _settings_cte(names: Sequence[str], values: Sequence[Any]) -> CTE:
     """A one-row MATERIALIZED CTE that applies ``set_config(name, value, true)`` (SET LOCAL,
     which has no Core form) for each setting: column ``p<i>`` the value it replaces, ``s<i>``
     the new one. The previous values are read in a MATERIALIZED CTE of their own, which is
@@ -111,7 +116,7 @@ class VectorSearcher:
         self.omit_expired = repo.omit_expired
         # Read once from the database, on the first search that needs it.
         self.pgvector_version: str | None = None
-        self.statements: dict[Any, PrecompiledStatement] = {}
+        self.statements: dict[Any, Statement[Select[Any]]] = {}
 
     def _distance(self) -> ColumnElement[float]:
         """Distance to the query vector, bound at execution as ``query_vector``."""
@@ -192,7 +197,7 @@ class VectorSearcher:
 
     def _candidates_statement(
         self, op: SearchOp, parsed: ParsedFilter | None, *, exact: bool
-    ) -> Any:
+    ) -> Select[Any]:
         assert self.vectors is not None
         v = self.vectors.c
         s = self.repo.store.c
@@ -200,7 +205,7 @@ class VectorSearcher:
         where: list[ColumnElement[bool]] = [
             scope_clause(v.prefix, "search_scope") if op.namespace_prefix else true()
         ]
-        source: Any = self.vectors
+        source: FromClause = self.vectors
         if parsed is not None or self.omit_expired:
             source = self.vectors.join(self.repo.store, and_(s.prefix == v.prefix, s.key == v.key))
             where += [filter_clause(s.value, parsed), self.repo.live_clause()]
@@ -216,7 +221,7 @@ class VectorSearcher:
 
     # --- one statement per step ------------------------------------------------
 
-    def _page_with_items(self, head: Any, page: Any, refresh: bool) -> Any:
+    def _page_with_items(self, head: Subquery, page: CTE, refresh: bool) -> Select[Any]:
         """``head``'s one row, joined with the page's items (value and distance), best first.
 
         ``head`` always yields its row, so the step's verdict arrives even for an empty page;
@@ -231,7 +236,7 @@ class VectorSearcher:
         )
         return stmt.add_cte(self.repo.refresh_cte(page)) if refresh else stmt
 
-    def _ranked_page(self, scored: Any, head_filter: ColumnElement[bool]) -> Any:
+    def _ranked_page(self, scored: Subquery | CTE, head_filter: ColumnElement[bool]) -> CTE:
         """Items of ``scored`` (vector rows with a distance) by their best field, one page."""
         best = func.min(scored.c.distance).label("distance")
         return (
@@ -240,13 +245,16 @@ class VectorSearcher:
             .group_by(scored.c.prefix, scored.c.key)
             # Code-point order for ties, as the Python-side ranking of the other paths.
             .order_by(best, collate(scored.c.prefix, "C"), collate(scored.c.key, "C"))
-            .limit(bindparam("page_limit", type_=Integer))
-            .offset(bindparam("page_offset", type_=Integer))
+            # 64-bit: upstream takes any int, and a page past 2**31 is simply empty.
+            .limit(bindparam("page_limit", type_=BigInteger))
+            .offset(bindparam("page_offset", type_=BigInteger))
             .cte("page")
             .prefix_with("MATERIALIZED")
         )
 
-    def probe_statement(self, scoped: bool, parsed: ParsedFilter, refresh: bool) -> Any:
+    def probe_statement(
+        self, scoped: bool, parsed: ParsedFilter, refresh: bool
+    ) -> Select[Any]:
         """Rank exactly the items passing the filter and scope, if fewer than ``exact_cap``.
 
         Head row: ``final`` (fewer passed than the cap: the page is the answer) and how many
@@ -296,7 +304,7 @@ class VectorSearcher:
 
     def ann_statement(
         self, scoped: bool, names: tuple[str, ...], refresh: bool, exact: bool
-    ) -> Any:
+    ) -> Select[Any]:
         """One ANN (or exact) scan for ``candidate_limit`` vector rows, ranked into a page.
 
         The scan's settings (``hnsw.ef_search`` ...) are applied by ``set_config(..., true)``

@@ -1,0 +1,435 @@
+"""The one way this library reaches the database.
+
+:class:`Database` decides engine-versus-connection, opens the transaction, applies the retry
+policy and translates errors. Everything else (the repositories, the saver, the store) hands it
+a statement (:meth:`Database.fetch`) or a function of an ``AsyncConnection``
+(:meth:`Database.run`) and never commits or retries on its own.
+
+Every statement goes through SQLAlchemy's ``AsyncConnection``, so the host's ``echo``, its
+``sqlalchemy.engine`` logger and every execute, cursor-execute and error event listener see
+each statement once. The one exception, :meth:`Database.fetch`'s driver shortcut, is taken only
+when nothing at all is watching (see :func:`unobserved`).
+
+Engine-bound (the normal case): each call checks a connection out of the host's pool, runs in
+one transaction (a single statement runs on an AUTOCOMMIT connection: it is atomic on its own
+and needs no BEGIN/COMMIT round trips), and returns the connection. Every write this library
+makes is idempotent (upserts, ``ON CONFLICT DO NOTHING``, deletes by key), so a call that lost
+its connection, even one whose ``COMMIT`` reached the server before the client saw the error,
+is simply run again.
+
+Connection-bound (a host ``AsyncConnection``): calls run inside a savepoint of the host's
+transaction and the host commits. There is no retry: a lost connection takes the host's
+transaction with it, and only the host can decide to redo that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import operator
+import time
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.engine.events import ConnectionEvents, DialectEvents
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from .. import telemetry
+from ..errors import DatabaseError, LangGraphSQLAlchemyError
+from .errors import (
+    UNKNOWN_PREPARED_STATEMENT,
+    describe,
+    is_driver_error,
+    is_transient,
+    sqlstate,
+    translate,
+)
+from .retry import RetryPolicy
+from .statements import BoundStatement, Rows
+
+__all__ = ["POOLER_OPTION", "Database", "unobserved"]
+
+logger = logging.getLogger("langgraph_sqlalchemy")
+
+T = TypeVar("T")
+
+#: Execution option that ``create_engine(pgbouncer=True)`` sets on its engine: the engine sits
+#: behind a transaction-mode pooler, so every statement must run inside an explicit transaction.
+POOLER_OPTION = "langgraph_sqlalchemy_transaction_pooler"
+
+#: Execution option that turns the driver shortcut of :meth:`Database.fetch` off for an engine
+#: (for example to compare both paths, or to rule the shortcut out while debugging).
+OBSERVABLE_OPTION = "langgraph_sqlalchemy_always_observable"
+
+# A connection checkout slower than this is reported as a span event (a pool at capacity, or
+# a new connection being opened).
+_CONNECTION_WAIT_EVENT_SECONDS = 0.001
+
+# Pools whose server some call of this process has reached (see RetryPolicy.first_contact_
+# seconds). Keyed by pool: dispose() replaces an engine's pool, and with it what we know.
+_REACHED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+# Every event an engine offers, connection and dialect events alike (statements, transactions,
+# execution options, connects, errors), read from SQLAlchemy's own event classes. A listener of
+# any of them sends every call the observable way. Pool events are not part of the test: the
+# dialect itself listens to the pool's connect events on every engine, and both paths check
+# connections out of the pool and return them the same way anyway.
+_CONNECTION_EVENTS = tuple(
+    name for name in dir(ConnectionEvents) if not name.startswith("_") and name != "dispatch"
+)
+_DIALECT_EVENTS = tuple(
+    name for name in dir(DialectEvents) if not name.startswith("_") and name != "dispatch"
+)
+_connection_listeners = operator.attrgetter(*_CONNECTION_EVENTS)
+_dialect_listeners = operator.attrgetter(*_DIALECT_EVENTS)
+# SQLAlchemy's engine logger (echo sets its level; so may a host's logging configuration).
+_ENGINE_LOGGER = logging.getLogger("sqlalchemy.engine.Engine")
+
+
+def unobserved(engine: Engine) -> bool:
+    """Whether a statement sent straight on the driver connection changes nothing anyone sees.
+
+    Not with ``echo``, the ``sqlalchemy.engine`` logger enabled at INFO (or finer) by the host,
+    a listener of any connection or dialect event on the engine or its class, a
+    ``schema_translate_map``, a driver other than asyncpg, or the engine's
+    ``langgraph_sqlalchemy_always_observable`` execution option.
+    """
+    if engine.echo or engine.dialect.driver != "asyncpg":
+        return False
+    if _ENGINE_LOGGER.isEnabledFor(logging.INFO):
+        return False
+    if engine.logging_name and logging.getLogger(
+        f"sqlalchemy.engine.Engine.{engine.logging_name}"
+    ).isEnabledFor(logging.INFO):
+        return False
+    if any(_connection_listeners(engine.dispatch)) or any(
+        _dialect_listeners(engine.dialect.dispatch)
+    ):
+        return False
+    options = engine.get_execution_options()
+    return not (options.get("schema_translate_map") or options.get(OBSERVABLE_OPTION))
+
+
+def _where(engine: AsyncEngine) -> str:
+    """The server address of ``engine`` for messages: host and port, or the socket path."""
+    url = engine.url
+    host = url.query.get("host") if url.host is None else url.host
+    if isinstance(host, tuple):
+        host = ",".join(host)
+    if host is None:
+        return "the default local socket"
+    if str(host).startswith("/"):
+        return f"socket directory {host}"
+    return f"{host}:{url.port or 5432}"
+
+
+class Database:
+    """Transactions, retries and error translation for one engine or host connection."""
+
+    def __init__(
+        self,
+        bind: AsyncEngine | AsyncConnection,
+        *,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        if isinstance(bind, AsyncEngine):
+            self.engine: AsyncEngine | None = bind
+            self.connection: AsyncConnection | None = None
+            # An option view of the same pool for single statements (see the module docstring).
+            self._autocommit_engine = bind.execution_options(isolation_level="AUTOCOMMIT")
+            # Behind a transaction-mode pooler only an explicit transaction pins one server
+            # connection for every protocol message of a statement (asyncpg prepares it, may
+            # introspect its types, then binds it; outside a transaction PgBouncer may hand
+            # those to different server connections: "prepared statement ... does not exist").
+            # Engines from create_engine(pgbouncer=True) say so; for other engines the first
+            # such error turns autocommit off (see _attempts()).
+            self._autocommit_single_statements = not bind.get_execution_options().get(
+                POOLER_OPTION, False
+            )
+        elif isinstance(bind, AsyncConnection):
+            self.engine = None
+            self.connection = bind
+        else:
+            raise TypeError(
+                "expected a sqlalchemy AsyncEngine or AsyncConnection, got "
+                f"{type(bind).__name__}; use from_conn_string() to start from a URL"
+            )
+        self.retry = retry or RetryPolicy()
+        # One asyncpg connection runs one statement at a time; calls sharing a host connection
+        # queue here instead of failing with "another operation is in progress".
+        self._connection_lock = asyncio.Lock() if self.connection is not None else None
+        url = self.bind.engine.url if isinstance(self.bind, AsyncConnection) else self.bind.url
+        self.span_attributes: dict[str, Any] = {"db.namespace": url.database or ""}
+        if url.host:
+            self.span_attributes["server.address"] = url.host
+            self.span_attributes["server.port"] = url.port or 5432
+
+    @property
+    def bind(self) -> AsyncEngine | AsyncConnection:
+        if self.engine is not None:
+            return self.engine
+        assert self.connection is not None
+        return self.connection
+
+    @property
+    def dialect_name(self) -> str:
+        return self.bind.dialect.name
+
+    # --- the two ways in --------------------------------------------------------------------
+
+    async def fetch(self, statement: BoundStatement, *, op: str) -> Rows:
+        """Run one idempotent statement on its own and return all its rows.
+
+        The saver's and the store's hot calls come here. When nothing could observe the
+        difference (:func:`unobserved`), the statement's compiled SQL goes straight to the
+        pooled asyncpg connection of an ordinary SQLAlchemy checkout (``AsyncConnection.
+        get_raw_connection().driver_connection``): the checkout, pool events, pre-ping and
+        reset-on-return are SQLAlchemy's as usual; only SQLAlchemy's execution layer, which
+        nobody is watching, is skipped. A statement that fails there is translated from the
+        driver's error, never sent a second time (transient failures aside, which are retried
+        like any others).
+        """
+        if self.engine is None:
+            return await self._run_on_host_connection(statement.execute, op=op)
+        engine = self._autocommit_engine
+        if (
+            self._autocommit_single_statements
+            and unobserved(self.engine.sync_engine)
+            and (form := statement.driver_form(engine.dialect)) is not None
+        ):
+            sql, values = form
+
+            async def direct(conn: AsyncConnection) -> Rows:
+                raw = await conn.get_raw_connection()
+                driver = raw.driver_connection
+                rows: Rows = await driver.fetch(sql, *values)  # type: ignore[union-attr]
+                return rows
+
+            return await self._attempts(direct, op=op, single_statement=True, direct=True)
+        return await self._attempts(statement.execute, op=op, single_statement=True)
+
+    async def run(
+        self,
+        work: Callable[[AsyncConnection], Awaitable[T]],
+        *,
+        op: str,
+        single_statement: bool = False,
+    ) -> T:
+        """Run ``work`` in one transaction and return what it returns.
+
+        ``work`` must be idempotent (it may run more than once) and must read everything it
+        needs before returning: the connection goes back to the pool right after.
+        ``single_statement=True`` promises that ``work`` issues exactly one statement, which
+        then runs on an AUTOCOMMIT connection, without BEGIN and COMMIT.
+        """
+        if self.connection is not None:
+            return await self._run_on_host_connection(work, op=op)
+        return await self._attempts(work, op=op, single_statement=single_statement)
+
+    @asynccontextmanager
+    async def autocommit_connection(self, *, op: str) -> AsyncIterator[AsyncConnection]:
+        """A connection with no open transaction (migrations: ``CREATE INDEX CONCURRENTLY``).
+
+        Only engine-bound: a host connection is inside the host's transaction, where
+        CONCURRENTLY cannot run.
+        """
+        if self.engine is None:
+            raise DatabaseError(
+                f"{op} needs a connection outside any transaction; bind the saver/store to an "
+                "AsyncEngine for setup(), or run the migrations with the CLI"
+            )
+        try:
+            async with self._autocommit_engine.connect() as conn:
+                yield conn
+        except LangGraphSQLAlchemyError:
+            raise
+        except Exception as exc:
+            if not is_driver_error(exc):
+                raise
+            raise translate(exc, op) from exc
+
+    # --- engine-bound calls ---------------------------------------------------------------
+
+    async def _attempts(
+        self,
+        work: Callable[[AsyncConnection], Awaitable[T]],
+        *,
+        op: str,
+        single_statement: bool,
+        direct: bool = False,
+    ) -> T:
+        assert self.engine is not None
+        attempt = 0
+        started = time.monotonic()
+        while True:
+            attempt += 1
+            autocommit = single_statement and self._autocommit_single_statements
+            try:
+                result = await self._once(work, autocommit)
+            except LangGraphSQLAlchemyError:
+                raise
+            except Exception as exc:
+                if not is_driver_error(exc):
+                    raise  # a bug or bad input inside work: the caller's to see, unchanged
+                if autocommit and sqlstate(exc) == UNKNOWN_PREPARED_STATEMENT:
+                    self._leave_autocommit(op)
+                    continue  # the statement never ran (its Bind failed): safe to run again
+                if direct and not is_transient(exc):
+                    # Failed on a healthy connection (bad data, a constraint): the driver's
+                    # verdict is final, and the statement is not sent a second time.
+                    raise translate(exc, op) from exc
+                await self._retry_or_raise(exc, op, attempt, started)
+                continue
+            _REACHED.add(self.engine.sync_engine.pool)
+            return result
+
+    async def _once(self, work: Callable[[AsyncConnection], Awaitable[T]], autocommit: bool) -> T:
+        """One attempt on a connection of its own.
+
+        Not ``async with engine.connect()``: its exit closes the connection in a task of its
+        own (so that a cancellation cannot abandon the close halfway), which costs a task and
+        a loop iteration per call. Closing an AUTOCOMMIT connection after a statement that
+        succeeded does no I/O, so nothing can interrupt it; every other exit goes through
+        :func:`_release_after_failure`, which does take that care.
+        """
+        assert self.engine is not None
+        engine = self._autocommit_engine if autocommit else self.engine
+        checkout = time.perf_counter()
+        conn = await engine.connect()
+        waited = time.perf_counter() - checkout
+        if waited >= _CONNECTION_WAIT_EVENT_SECONDS:
+            telemetry.record_event(
+                "db.client.connection.wait", {"db.client.connection.wait_time": waited}
+            )
+        try:
+            if autocommit:
+                result = await work(conn)
+            else:
+                await conn.begin()
+                result = await work(conn)
+                await conn.commit()
+        except BaseException as exc:
+            await _release_after_failure(conn, exc)
+            raise
+        await conn.close()
+        return result
+
+    def _leave_autocommit(self, op: str) -> None:
+        self._autocommit_single_statements = False
+        logger.warning(
+            "%s: a prepared statement vanished between two protocol messages; this engine "
+            "seems to sit behind PgBouncer in transaction mode. Single statements now run in "
+            "explicit transactions. Create the engine with "
+            "langgraph_sqlalchemy.engine.create_engine(url, pgbouncer=True) to say so up front.",
+            op,
+        )
+
+    async def _retry_or_raise(
+        self, exc: Exception, op: str, attempt: int, started: float
+    ) -> None:
+        """After attempt ``attempt`` failed with ``exc``: wait before the next one, or raise."""
+        assert self.engine is not None
+        if not is_transient(exc):
+            raise translate(exc, op) from exc
+        first_contact = self.engine.sync_engine.pool not in _REACHED
+        if first_contact:
+            # Never reached in this process: most likely a wrong address or a server that is
+            # not running. A short budget, and the address in the message.
+            elapsed = time.monotonic() - started
+            delay = self.retry.backoff(attempt)
+            if (
+                attempt >= self.retry.max_attempts
+                or elapsed + delay > self.retry.first_contact_seconds
+            ):
+                raise translate(
+                    exc,
+                    op,
+                    exhausted=True,
+                    hint=f"could not reach PostgreSQL at {_where(self.engine)} "
+                    f"(tried {attempt} time{'s' if attempt > 1 else ''} in {elapsed:.1f}s); "
+                    "is the server running, and are the host, port and socket path right?",
+                ) from exc
+        elif attempt >= self.retry.max_attempts:
+            raise translate(exc, op, exhausted=True) from exc
+        else:
+            delay = self.retry.backoff(attempt)
+        logger.warning(
+            "%s: transient database error (attempt %d of %d), retrying in %.2fs: %s",
+            op, attempt, self.retry.max_attempts, delay, describe(exc),
+        )
+        telemetry.record_event(
+            "db.client.retry",
+            {
+                "attempt": attempt,
+                "delay_s": delay,
+                "error.type": type(exc).__qualname__,
+                "db.response.status_code": sqlstate(exc) or "",
+            },
+        )
+        await asyncio.sleep(delay)
+
+    # --- connection-bound calls -------------------------------------------------------------
+
+    async def _run_on_host_connection(
+        self, work: Callable[[AsyncConnection], Awaitable[T]], *, op: str
+    ) -> T:
+        assert self.connection is not None and self._connection_lock is not None
+        async with self._connection_lock:
+            try:
+                # A savepoint keeps the host's transaction usable when our call fails; the host
+                # decides when (and whether) everything commits.
+                async with self.connection.begin_nested():
+                    return await work(self.connection)
+            except LangGraphSQLAlchemyError:
+                raise
+            except Exception as exc:
+                if not is_driver_error(exc):
+                    raise
+                raise translate(exc, op) from exc
+
+
+async def _release_after_failure(conn: AsyncConnection, exc: BaseException) -> None:
+    """Give back a connection whose call failed or was cancelled, whatever happens meanwhile.
+
+    After a cancellation the statement may still be running on that socket, so the connection
+    is invalidated rather than returned as if idle; otherwise ``close()`` rolls back whatever
+    was open. Runs to completion in a task of its own even if the caller is cancelled again,
+    and never replaces the caller's exception with its own.
+    """
+
+    async def release() -> None:
+        try:
+            if _connection_may_be_dead(exc):
+                await conn.invalidate()
+            await conn.close()
+        except Exception:
+            logger.debug("releasing a connection after a failed call failed", exc_info=True)
+            try:
+                await conn.invalidate()
+            except Exception:
+                logger.debug("invalidating it failed too", exc_info=True)
+
+    task = asyncio.ensure_future(release())
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled and not isinstance(exc, asyncio.CancelledError):
+        raise asyncio.CancelledError()
+
+
+def _connection_may_be_dead(exc: BaseException) -> bool:
+    """Whether the connection must not go back to the pool after ``exc``.
+
+    A cancelled statement may still be running on the socket; a lost connection (which a
+    statement sent straight on the driver leaves SQLAlchemy unaware of) is dead. A
+    serialization failure or deadlock is transient too, but leaves a healthy connection.
+    """
+    if isinstance(exc, asyncio.CancelledError):
+        return True
+    return is_transient(exc) and sqlstate(exc) not in ("40001", "40P01")

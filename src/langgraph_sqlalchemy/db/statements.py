@@ -1,0 +1,156 @@
+"""Statements compiled once, then executed with nothing but their values.
+
+``conn.execute(select(...), params)`` finds a statement's SQL in SQLAlchemy's compiled cache,
+but every call still hashes the statement's cache key, builds and processes a parameter
+dictionary and sets up the compiled execution context; for the checkpoint read (three
+correlated subqueries) that is a large part of the client's work. :class:`Statement` compiles
+a Core statement once per dialect through public API (``compile()`` and
+``construct_expanded_state()``), keeps the SQL text, the order of its positional parameters,
+their bind processors and the constants fixed in the statement, and runs it with
+``AsyncConnection.exec_driver_sql``: the statement still passes through the connection's
+execution machinery, so ``echo``, the ``sqlalchemy.engine`` logger and every execute and
+cursor-execute event listener (tracing, APM agents) see it exactly once.
+
+Everything read from the compiled object is documented API: ``Compiled.string`` and
+``params``, ``SQLCompiler.construct_expanded_state()`` (whose ``ExpandedState`` gives the
+positional order), ``SQLCompiler.binds`` with each ``BindParameter.type``, and
+``TypeEngine.dialect_impl().bind_processor()``. A test compares, for every statement, the SQL
+and values this module sends with what ``conn.execute`` itself sends, so an upgrade of
+SQLAlchemy that changed any of it fails there first.
+
+This module is the only place that touches compiled forms. Statements whose text would not
+be final (parameters rendered at execution time, a dialect with named parameters, a
+connection with a ``schema_translate_map``) run through ``conn.execute`` unchanged.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Executable
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+
+__all__ = ["BoundStatement", "CompiledForm", "Rows", "Statement"]
+
+Rows = Sequence[Sequence[Any]]
+E = TypeVar("E", bound=Executable)
+
+_Processor = Callable[[Any], Any]
+
+
+class _Slot:
+    """A stand-in value that shows where a parameter lands among the positional values."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class CompiledForm:
+    """A statement's final SQL for one dialect and how to turn parameters into its values."""
+
+    __slots__ = ("_slots", "sql")
+
+    def __init__(self, sql: str, slots: Sequence[tuple[str | None, Any, _Processor | None]]):
+        self.sql = sql
+        # Per positional parameter: (its name, or None for a constant; the constant, already
+        # processed; the bind processor, None when the driver takes the value as it is).
+        self._slots = tuple(slots)
+
+    def values(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The driver's positional values for ``params``."""
+        values = []
+        for name, constant, processor in self._slots:
+            if name is None:
+                values.append(constant)
+                continue
+            try:
+                value = params[name]
+            except KeyError:
+                raise KeyError(f"no value for the statement's parameter {name!r}") from None
+            values.append(value if processor is None else processor(value))
+        return tuple(values)
+
+
+def _compile(statement: ClauseElement, dialect: Dialect) -> CompiledForm | None:
+    if not dialect.positional:
+        return None
+    compiled = statement.compile(dialect=dialect)
+    if not isinstance(compiled, SQLCompiler):
+        return None  # DDL: not a statement this library runs hot
+    known = compiled.params  # every parameter; None for those the caller must give
+    slots = {name: _Slot(name) for name, value in known.items() if value is None}
+    state = compiled.construct_expanded_state({**known, **slots}, escape_names=False)
+    if state.parameter_expansion or state.statement != compiled.string:
+        return None  # rendered at execution time: the text differs from call to call
+    if state.positiontup is None:
+        return None
+    entries: list[tuple[str | None, Any, _Processor | None]] = []
+    for key in state.positiontup:
+        value = state.parameters[key]
+        processor = compiled.binds[key].type.dialect_impl(dialect).bind_processor(dialect)
+        if isinstance(value, _Slot):
+            entries.append((value.name, None, processor))
+        else:
+            entries.append((None, value if processor is None else processor(value), None))
+    return CompiledForm(compiled.string, entries)
+
+
+class Statement(Generic[E]):
+    """A Core statement, compiled once per dialect (see the module docstring)."""
+
+    __slots__ = ("__weakref__", "_forms", "statement")
+
+    def __init__(self, statement: E) -> None:
+        if not isinstance(statement, ClauseElement):
+            raise TypeError(f"expected a Core statement, got {type(statement).__name__}")
+        self.statement: E = statement
+        self._forms: weakref.WeakKeyDictionary[Dialect, CompiledForm | None] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def form(self, dialect: Dialect) -> CompiledForm | None:
+        """The compiled form for ``dialect``, or None if only ``conn.execute`` can run it."""
+        try:
+            return self._forms[dialect]
+        except KeyError:
+            pass
+        assert isinstance(self.statement, ClauseElement)
+        form = self._forms[dialect] = _compile(self.statement, dialect)
+        return form
+
+    def bind(self, params: Mapping[str, Any]) -> BoundStatement:
+        """This statement with its parameters: one database call's worth of work."""
+        return BoundStatement(self, params)
+
+
+class BoundStatement:
+    """A :class:`Statement` and the parameters of one call."""
+
+    __slots__ = ("params", "statement")
+
+    def __init__(self, statement: Statement[Any], params: Mapping[str, Any]) -> None:
+        self.statement = statement
+        self.params = params
+
+    def driver_form(self, dialect: Dialect) -> tuple[str, tuple[Any, ...]] | None:
+        """The final SQL and positional values, or None when only SQLAlchemy can render it."""
+        form = self.statement.form(dialect)
+        return None if form is None else (form.sql, form.values(self.params))
+
+    async def execute(self, conn: AsyncConnection) -> Rows:
+        """Run it on ``conn`` through SQLAlchemy and return every row (none for plain DML)."""
+        form = self.statement.form(conn.dialect)
+        if form is None or conn.sync_connection is None or (
+            conn.sync_connection.get_execution_options().get("schema_translate_map")
+        ):
+            result = await conn.execute(self.statement.statement, dict(self.params))
+        else:
+            result = await conn.exec_driver_sql(form.sql, form.values(self.params))
+        return result.all() if result.returns_rows else ()

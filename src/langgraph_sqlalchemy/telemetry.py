@@ -1,0 +1,226 @@
+"""OpenTelemetry spans for saver and store operations (optional: the ``otel`` extra).
+
+With ``opentelemetry-api`` installed (``pip install "langgraph-sqlalchemy[otel]"``) every public
+saver and store operation (``aput``, ``aget_tuple``, ``alist``, ``abatch``, ``aget``,
+``asearch`` ...) is one CLIENT span named ``"<operation> <table>"`` with the attributes of
+OpenTelemetry's database-client semantic conventions: ``db.system.name`` (``postgresql``),
+``db.operation.name``, ``db.collection.name``, ``db.namespace`` (the database), and on failure
+``error.type`` and ``db.response.status_code`` (the SQLSTATE). Retries and waits for a pooled
+connection are span events. Without an SDK configured the API's no-op tracer makes all of this
+nearly free; without the package nothing here runs at all.
+
+Thread ids, checkpoint namespaces and store namespaces identify users' data, so they are
+recorded only after :func:`record_identifiers` (``langgraph.thread_id``,
+``langgraph.checkpoint_ns``, ``langgraph.store.namespace``).
+
+The statements themselves are traced by whatever watches the host's engine (OpenTelemetry's
+SQLAlchemy instrumentation, an APM agent): they run inside these spans, so they nest under them.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+try:
+    from opentelemetry import trace as _trace
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+except ImportError:  # the optional extra is not installed
+    _trace = None  # type: ignore[assignment]
+
+__all__ = [
+    "operation_span",
+    "record_event",
+    "record_identifiers",
+    "traced",
+    "traced_iterator",
+    "use_tracer_provider",
+]
+
+_SETTINGS: dict[str, Any] = {"identifiers": False, "provider": None, "tracer": None}
+T = TypeVar("T")
+
+
+def record_identifiers(enabled: bool = True) -> None:
+    """Record thread ids and namespaces as span attributes (off by default: they can be
+    personal data, and they make every span's attribute set unbounded)."""
+    _SETTINGS["identifiers"] = bool(enabled)
+
+
+def use_tracer_provider(provider: Any | None) -> None:
+    """Create spans with ``provider`` (an OpenTelemetry ``TracerProvider``) instead of the
+    global one; None goes back to the global provider."""
+    _SETTINGS["provider"] = provider
+    _SETTINGS["tracer"] = None
+
+
+def _tracer() -> Any:
+    # Kept: getting a tracer costs more than a span. The global provider's tracer is a proxy
+    # that follows a provider configured later, so keeping it is safe.
+    tracer = _SETTINGS["tracer"]
+    if tracer is None:
+        from . import __version__
+
+        assert _trace is not None
+        tracer = _SETTINGS["tracer"] = _trace.get_tracer(
+            "langgraph_sqlalchemy", __version__, tracer_provider=_SETTINGS["provider"]
+        )
+    return tracer
+
+
+def _base_attributes(owner: Any, operation: str, collection: str) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "db.system.name": "postgresql",
+        "db.operation.name": operation,
+        "db.collection.name": collection,
+    }
+    db = getattr(owner, "db", None)
+    if db is not None:
+        attributes.update(db.span_attributes)
+    return attributes
+
+
+def _record_failure(span: Any, exc: BaseException) -> None:
+    from .db.errors import sqlstate
+
+    span.set_attribute("error.type", type(exc).__qualname__)
+    code = sqlstate(exc)
+    if code is not None:
+        span.set_attribute("db.response.status_code", code)
+    span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, str(exc)[:200]))
+
+
+@contextmanager
+def operation_span(
+    owner: Any,
+    operation: str,
+    collection: str,
+    identifiers: Mapping[str, Any] | None = None,
+) -> Iterator[Any]:
+    """One CLIENT span around an operation of ``owner`` (a saver or store), as the current
+    span; None inside when OpenTelemetry is not installed."""
+    if _trace is None:
+        yield None
+        return
+    attributes = _base_attributes(owner, operation, collection)
+    if identifiers and _SETTINGS["identifiers"]:
+        attributes.update({k: v for k, v in identifiers.items() if v is not None})
+    with _tracer().start_as_current_span(
+        f"{operation} {collection}",
+        kind=SpanKind.CLIENT,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        try:
+            yield span
+        except BaseException as exc:
+            if not isinstance(exc, GeneratorExit):
+                _record_failure(span, exc)
+            raise
+
+
+def traced(
+    operation: str,
+    collection: str,
+    identifiers: Callable[..., Mapping[str, Any]] | None = None,
+) -> Callable[
+    [Callable[..., Coroutine[Any, Any, T]]], Callable[..., Coroutine[Any, Any, T]]
+]:
+    """Decorate an async method: one span per call (see :func:`operation_span`).
+
+    ``identifiers(*args, **kwargs)`` gives the identifying attributes, asked for only when
+    :func:`record_identifiers` is on.
+    """
+
+    def decorate(
+        method: Callable[..., Coroutine[Any, Any, T]],
+    ) -> Callable[..., Coroutine[Any, Any, T]]:
+        if _trace is None:
+            return method
+
+        @functools.wraps(method)
+        async def wrapper(self: Any, *args: Any, **kwargs: Any) -> T:
+            ids = (
+                _safe_identifiers(identifiers, args, kwargs)
+                if identifiers is not None and _SETTINGS["identifiers"]
+                else None
+            )
+            with operation_span(self, operation, collection, ids):
+                return await method(self, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def traced_iterator(
+    operation: str,
+    collection: str,
+    identifiers: Callable[..., Mapping[str, Any]] | None = None,
+) -> Callable[[Callable[..., AsyncIterator[T]]], Callable[..., AsyncIterator[T]]]:
+    """Decorate an async-generator method: one span from the first item to exhaustion.
+
+    The span is not made current across ``yield`` (the consumer's code runs there and its
+    context must not change under it); it is current only while the generator itself runs.
+    """
+
+    def decorate(method: Callable[..., AsyncIterator[T]]) -> Callable[..., AsyncIterator[T]]:
+        if _trace is None:
+            return method
+
+        @functools.wraps(method)
+        async def wrapper(self: Any, *args: Any, **kwargs: Any) -> AsyncIterator[T]:
+            assert _trace is not None
+            attributes = _base_attributes(self, operation, collection)
+            if identifiers is not None and _SETTINGS["identifiers"]:
+                ids = _safe_identifiers(identifiers, args, kwargs) or {}
+                attributes.update({k: v for k, v in ids.items() if v is not None})
+            span = _tracer().start_span(
+                f"{operation} {collection}", kind=SpanKind.CLIENT, attributes=attributes
+            )
+            inner = method(self, *args, **kwargs)
+            try:
+                while True:
+                    with _trace.use_span(span, end_on_exit=False):
+                        try:
+                            item = await inner.__anext__()
+                        except StopAsyncIteration:
+                            return
+                    yield item
+            except BaseException as exc:
+                if not isinstance(exc, GeneratorExit):
+                    _record_failure(span, exc)
+                raise
+            finally:
+                aclose = getattr(inner, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+                span.end()
+
+        return wrapper
+
+    return decorate
+
+
+def _safe_identifiers(
+    identifiers: Callable[..., Mapping[str, Any]], args: Any, kwargs: Any
+) -> Mapping[str, Any] | None:
+    # Bad input is the operation's to refuse, with its own message; never the span's.
+    try:
+        found = identifiers(*args, **kwargs)
+    except Exception:
+        return None
+    return {k: v if isinstance(v, (str, int, float, bool)) else str(v) for k, v in found.items()}
+
+
+def record_event(name: str, attributes: Mapping[str, Any]) -> None:
+    """An event on the current span (a retry, a wait for a connection), if one records."""
+    if _trace is None:
+        return
+    span = _trace.get_current_span()
+    if span.is_recording():
+        span.add_event(name, dict(attributes))
