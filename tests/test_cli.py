@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -173,7 +175,16 @@ async def test_prune_idle_threads_dry_run_then_keep_latest_then_delete(
 
     dry = run_cli("prune", "--older-than", "30d", "--dry-run", url=fresh_database_url)
     assert dry.returncode == 0, dry.stderr
-    assert "would prune 1 thread(s)" in dry.stdout and "  old" in dry.stdout
+    assert dry.stdout.splitlines() == [
+        "would prune 1 thread(s) idle for over 30d (strategy keep_latest): 3 checkpoint(s), "
+        "last active between 2020-01-01T00:00:00+00:00 and 2020-01-01T00:00:00+00:00",
+        "(--verbose lists the threads)",
+    ]
+    listed = run_cli(
+        "prune", "--older-than", "30d", "--dry-run", "--verbose", url=fresh_database_url
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[1:] == ["  old\t3\t2020-01-01T00:00:00+00:00"]
     assert await _checkpoint_counts(fresh_database_url) == {"old": 3, "fresh": 3}
 
     keep = run_cli("prune", "--older-than", "30d", url=fresh_database_url)
@@ -240,3 +251,160 @@ async def test_vectors_creates_the_vector_layer_and_refuses_other_dims(
     assert other.returncode == 4
     lines = other.stderr.strip().splitlines()
     assert len(lines) == 1 and "16" in lines[0] and "8" in lines[0], other.stderr
+
+
+# --- issue 14 ----------------------------------------------------------------------------------
+
+
+def _postgres_scheme(url: str) -> str:
+    """The same URL as Heroku-style hosts write it: ``postgres://``."""
+    assert url.startswith("postgresql://"), url
+    return "postgres://" + url.removeprefix("postgresql://")
+
+
+async def test_postgres_scheme_urls_work_in_the_cli_and_from_conn_string(
+    fresh_database_url: str,
+) -> None:
+    from langgraph_sqlalchemy import AsyncSQLAlchemySaver, AsyncSQLAlchemyStore
+
+    url = _postgres_scheme(fresh_database_url)
+    upgraded = run_cli("upgrade", url=url)
+    assert upgraded.returncode == 0, upgraded.stderr
+    checked = run_cli("check", "--database-url", url)
+    assert checked.returncode == 0 and "up to date" in checked.stdout, checked.stderr
+    async with AsyncSQLAlchemySaver.from_conn_string(url) as saver:
+        await saver.setup()
+        assert [t async for t in saver.alist(None)] == []
+    async with AsyncSQLAlchemyStore.from_conn_string(url) as store:
+        await store.aput(("ns",), "k", {"v": 1})
+        item = await store.aget(("ns",), "k")
+        assert item is not None and item.value == {"v": 1}
+    alembic = _alembic("check", url=url)  # the repo's env.py reads DATABASE_URL too
+    assert "Can't load plugin" not in alembic.stderr, alembic.stderr
+    assert "No new upgrade operations detected" in alembic.stdout + alembic.stderr
+
+
+def _alembic(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "alembic", *args],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        env={**os.environ, "DATABASE_URL": url},
+    )
+
+
+def _cli_with_closed_stdout(*args: str, url: str) -> tuple[int, str]:
+    """Run the CLI with a stdout whose reader has gone (``| head -1`` after its line)."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "langgraph_sqlalchemy", *args, "--database-url", url],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the command has connected, let alone written
+    stderr = proc.stderr.read()
+    return proc.wait(timeout=120), stderr
+
+
+def test_a_closed_stdout_is_a_quiet_exit_not_a_database_error(database_url: str) -> None:
+    code, stderr = _cli_with_closed_stdout("stats", url=database_url)
+    assert (code, stderr) == (141, "")
+    code, stderr = _cli_with_closed_stdout("check", url=database_url)
+    assert (code, stderr) == (141, "")
+    # Real pipes, as a shell runs them: every line before the reader left was delivered.
+    shell = subprocess.run(
+        f"{sys.executable} -m langgraph_sqlalchemy stats --database-url '{database_url}' "
+        "| head -1",
+        shell=True, capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+    assert shell.stdout.split() == ["table", "rows", "size"] and shell.stderr == ""
+
+
+def test_upgrade_and_downgrade_log_each_revision(fresh_database_url: str) -> None:
+    history = sorted(p.stem for p in (ROOT / "src/langgraph_sqlalchemy/migrations/versions")
+                     .glob("0*.py"))
+    up = run_cli("upgrade", url=fresh_database_url)
+    assert up.returncode == 0, up.stderr
+    lines = up.stderr.splitlines()
+    assert len(lines) == len(history), up.stderr
+    for line, before, after in zip(lines, ["base", *history], history, strict=False):
+        assert line.startswith(f"langgraph-sqlalchemy: upgrade {before} -> {after} in "), line
+    assert lines[0].endswith(": Checkpoint tables (upstream checkpoint migrations 0-5).")
+    assert up.stdout == f"database at revision {history[-1]}\n"
+    again = run_cli("upgrade", url=fresh_database_url)
+    assert again.returncode == 0 and again.stderr == "", again.stderr  # nothing ran
+    down = run_cli("downgrade", history[-3], url=fresh_database_url)
+    assert down.returncode == 0, down.stderr
+    assert [line.split(" in ")[0] for line in down.stderr.splitlines()] == [
+        f"langgraph-sqlalchemy: downgrade {history[-1]} -> {history[-2]}",
+        f"langgraph-sqlalchemy: downgrade {history[-2]} -> {history[-3]}",
+    ]
+
+
+async def test_check_reports_a_vector_layer_missing_where_pgvector_is_not_installed(
+    fresh_database_url: str, pg_server: Any
+) -> None:
+    """Runs on every server: with pgvector available the fix is the vectors command, without
+    it the message says to install pgvector first."""
+    assert run_cli("upgrade", url=fresh_database_url).returncode == 0
+    result = run_cli("check", "--dims", "8", "--type", "halfvec", url=fresh_database_url)
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stdout.splitlines()
+    assert line.startswith("the vector layer is missing: ")
+    if pg_server.has_pgvector:
+        assert "the pgvector extension is not created in this database" in line
+    else:
+        assert "the server has no pgvector extension" in line and "pgvector#installation" in line
+    assert "langgraph-sqlalchemy vectors --dims 8 --type halfvec" in line
+    usage = run_cli("check", "--type", "halfvec", url=fresh_database_url)
+    assert usage.returncode == 2
+    assert usage.stderr == "langgraph-sqlalchemy: check: the vector layer options need --dims\n"
+
+
+def _fix_in(line: str) -> list[str]:
+    """The langgraph-sqlalchemy command a check line names, as arguments."""
+    command = line.rsplit("langgraph-sqlalchemy ", 1)[1]
+    return shlex.split(command.split(" (")[0])
+
+
+@pytest.mark.vector
+async def test_check_names_the_vectors_command_that_fixes_the_layer(
+    fresh_database_url: str,
+) -> None:
+    url = fresh_database_url
+    assert run_cli("upgrade", url=url).returncode == 0
+    options = ["--dims", "8", "--type", "halfvec", "--distance", "l2", "--m", "8"]
+    missing = run_cli("check", *options, url=url)
+    assert missing.returncode == 1
+    assert "the vector layer is missing" in missing.stdout
+    fix = _fix_in(missing.stdout.strip())
+    assert fix == ["vectors", *options]
+    assert run_cli(*fix, url=url).returncode == 0
+
+    ok = run_cli("check", *options, url=url)
+    assert ok.returncode == 0, ok.stdout
+    assert ok.stdout.strip().endswith("vector layer ok: halfvec(8), l2 distance, hnsw index")
+
+    other_dims = run_cli("check", "--dims", "16", url=url)
+    assert other_dims.returncode == 1
+    assert other_dims.stdout.startswith(
+        "store_vectors has embedding halfvec(8), but the index is configured for vector(16)"
+    )
+    other_index = run_cli("check", "--dims", "8", "--type", "halfvec", url=url)
+    assert other_index.returncode == 1
+    assert "not the configured hnsw index with halfvec_cosine_ops" in other_index.stdout
+    assert "DROP INDEX CONCURRENTLY store_vectors_embedding_idx" in other_index.stdout
+
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP INDEX store_vectors_embedding_idx"))
+    finally:
+        await engine.dispose()
+    no_index = run_cli("check", *options, url=url)
+    assert no_index.returncode == 1
+    assert "ANN index store_vectors_embedding_idx is missing" in no_index.stdout
+    assert run_cli(*_fix_in(no_index.stdout.strip()), url=url).returncode == 0
+    assert run_cli("check", *options, url=url).returncode == 0
+    # A flat layer needs no index.
+    assert run_cli("check", "--dims", "8", "--type", "halfvec", "--index", "flat",
+                   url=url).returncode == 0

@@ -548,3 +548,86 @@ async def test_setup_at_head_needs_no_second_connection(empty_url: str) -> None:
         await host.execute(sa.text("SELECT 1"))
         await migrations.upgrade(host)
         assert host.in_transaction()
+
+
+# --- "is the database ready?": tables and the vector layer (issue 14) -------------------------
+
+
+async def test_check_schema_finds_a_table_dropped_after_the_migrations(empty_url: str) -> None:
+    async with engine_for(empty_url) as engine:
+        status = await migrations.check_schema(engine, schema="tenant")
+        assert not status.ok and status.revision is None and status.head == HEAD
+        assert status.problems == (
+            f"behind: database at none (never migrated), head is {HEAD}; "
+            "fix: langgraph-sqlalchemy upgrade --schema tenant",
+        )
+        await migrations.upgrade(engine, schema="tenant")
+        assert (await migrations.check_schema(engine, schema="tenant")).ok
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("DROP TABLE tenant.checkpoint_writes"))
+        assert await migrations.current_revision(engine, schema="tenant") == HEAD
+        assert not await migrations.is_at_head(engine, schema="tenant")
+        (problem,) = (await migrations.check_schema(engine, schema="tenant")).problems
+        assert problem.startswith(
+            f"table checkpoint_writes is missing although the database is recorded at {HEAD}"
+        )
+        assert "langgraph-sqlalchemy downgrade base --schema tenant" in problem
+        # Through a host connection: its transaction state is left as it was.
+        async with engine.connect() as host:
+            assert not await migrations.is_at_head(host, schema="tenant")
+            assert not host.in_transaction()
+            await host.execute(sa.text("SELECT 1"))
+            assert not await migrations.is_at_head(host, schema="tenant")
+            assert host.in_transaction()
+
+
+@pytest.mark.vector
+async def test_is_at_head_with_the_store_index_config_checks_the_vector_layer(
+    empty_url: str,
+) -> None:
+    from fake_embeddings import HashingEmbeddings
+    from langgraph_sqlalchemy import AsyncSQLAlchemyStore
+
+    index: dict[str, Any] = {
+        "dims": 8,
+        "embed": HashingEmbeddings(dims=8),
+        "fields": ["text"],
+        "distance_type": "inner_product",
+        "ann_index_config": {"kind": "ivfflat", "vector_type": "halfvec", "lists": 4},
+    }
+    fix = (
+        "langgraph-sqlalchemy vectors --dims 8 --type halfvec --distance inner_product "
+        "--index ivfflat --lists 4"
+    )
+    async with engine_for(empty_url) as engine:
+        await migrations.upgrade(engine)
+        assert await migrations.is_at_head(engine)  # the migrations alone are at head ...
+        assert not await migrations.is_at_head(engine, index=index)  # ... the layer is not
+        (problem,) = (await migrations.check_schema(engine, index=index)).problems
+        assert problem.startswith("the vector layer is missing: ")
+        assert f"fix: {fix} (" in problem
+        # The embedder is never resolved: a provider string that could not load is fine.
+        unresolvable = {**index, "embed": "no-such-provider:model"}
+        assert (await migrations.check_schema(engine, index=unresolvable)).problems == (problem,)
+
+        await AsyncSQLAlchemyStore(engine, index=index).setup()
+        assert await migrations.is_at_head(engine, index=index)
+        layer = migrations.VectorLayerConfig.from_index_config(index)
+        assert await migrations.is_at_head(engine, index=layer)
+        assert layer.fix_command(None) == fix
+
+        (other,) = (await migrations.check_schema(engine, index={"dims": 16})).problems
+        assert other.startswith(
+            "store_vectors has embedding halfvec(8), but the index is configured for vector(16)"
+        )
+        cosine = {**index, "distance_type": "cosine"}
+        (wrong_ops,) = (await migrations.check_schema(engine, index=cosine)).problems
+        assert "not the configured ivfflat index with halfvec_cosine_ops" in wrong_ops
+
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("DROP TABLE store_vectors"))
+        (gone,) = (await migrations.check_schema(engine, index=index)).problems
+        assert gone.startswith("the vector layer is missing: there is no store_vectors table")
+        assert gone.endswith(f"fix: {fix}")
+    with pytest.raises(ValueError, match="dims"):
+        migrations.VectorLayerConfig.from_index_config({"embed": "x"})

@@ -201,3 +201,157 @@ async def test_filter_keys_that_look_like_sql(
     assert len(hits) == 1
     assert [t async for t in saver.alist(None, filter={"$where": {"@>": "%"}})] == []
     assert (await table_counts(engine))[0] == 1
+
+
+# --- issue 14: one call writing a special channel twice ------------------------------------------
+
+
+async def test_a_special_channel_written_twice_in_one_call_matches_upstream(
+    saver: AsyncSQLAlchemySaver, database_url: str
+) -> None:
+    """Two interrupts in one aput_writes: the last wins (an upsert cannot touch a row twice,
+    SQLSTATE 21000, so the duplicate is settled before binding). In a call that also writes a
+    regular channel the rows insert-or-skip, and the first one stays, as upstream's
+    row-by-row executemany leaves it."""
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    calls: list[tuple[str, list[tuple[str, Any]]]] = [
+        ("task-a", [("__interrupt__", "a"), ("__interrupt__", "b")]),
+        ("task-b", [("x", 1), ("__interrupt__", "c"), ("__interrupt__", "d"), ("y", 2)]),
+        ("task-c", [("__error__", "e1"), ("__interrupt__", "i"), ("__error__", "e2")]),
+    ]
+    pending: dict[str, Any] = {}
+    async with AsyncPostgresSaver.from_conn_string(database_url) as upstream:
+        for name, writer in (("upstream", upstream), ("ours", saver)):
+            stored = await writer.aput(cfg(f"dup-{name}"), checkpoint(), {}, {})
+            for task, writes in calls:
+                await writer.aput_writes(stored, writes, task)
+            # A later call still replaces: the latest interrupt wins across calls too.
+            await writer.aput_writes(
+                stored, [("__interrupt__", "z"), ("__interrupt__", "zz")], "task-a"
+            )
+            tup = await saver.aget_tuple(stored)
+            assert tup is not None
+            pending[name] = tup.pending_writes
+    assert pending["ours"] == pending["upstream"]
+    assert pending["ours"] == [
+        ("task-a", "__interrupt__", "zz"),
+        ("task-b", "__interrupt__", "c"),
+        ("task-b", "x", 1),
+        ("task-b", "y", 2),
+        ("task-c", "__interrupt__", "i"),  # idx -3 sorts before __error__'s -1
+        ("task-c", "__error__", "e2"),
+    ]
+
+
+# --- issue 14: lone surrogates (not valid UTF-8) ------------------------------------------------
+
+SURROGATE = "\ud83d"  # half of an emoji's UTF-16 pair, as a broken JSON "\ud83d" escape leaves it
+
+
+async def test_lone_surrogates_in_ids_are_invalid_input_and_write_nothing(
+    saver: AsyncSQLAlchemySaver, engine: AsyncEngine
+) -> None:
+    stored = await saver.aput(cfg("t-sur"), checkpoint({"v": [1]}), {}, {"v": 1})
+    cid = stored["configurable"]["checkpoint_id"]
+    before = await table_counts(engine)
+    bad = f"id-{SURROGATE}-x"
+    cp = checkpoint({"v": [2]})
+    cases: list[tuple[Any, str]] = [
+        (saver.aput(cfg(bad), cp, {}, {"v": 2}), "aput: thread_id"),
+        (saver.aput(cfg("t-sur", bad), cp, {}, {"v": 2}), "aput: checkpoint_ns"),
+        (saver.aput(cfg("t-sur", checkpoint_id=bad), cp, {}, {"v": 2}), "aput: checkpoint_id"),
+        (saver.aput(cfg("t-sur"), {**cp, "id": bad}, {}, {"v": 2}), r"aput: checkpoint\['id'\]"),
+        (saver.aput(cfg("t-sur"), cp, {}, {"v": bad}), "aput: version of channel 'v'"),
+        (saver.aput_writes(stored, [("v", 1)], bad), "aput_writes: task_id"),
+        (saver.aput_writes(stored, [("v", 1)], "task", bad), "aput_writes: task_path"),
+        (saver.aput_writes(stored, [("v", 1), (bad, 2)], "task"), "write 1: channel"),
+        (saver.aget_tuple(cfg(bad)), "aget_tuple: thread_id"),
+        (saver.aget_tuple(cfg("t-sur", checkpoint_id=bad)), "aget_tuple: checkpoint_id"),
+        (saver.adelete_thread(bad), "adelete_thread: thread_id"),
+        (saver.adelete_for_runs(["run-ok", bad]), "adelete_for_runs: run_id"),
+        (saver.acopy_thread("t-sur", bad), "acopy_thread: target_thread_id"),
+        (saver.acopy_thread(bad, "t-other"), "acopy_thread: source_thread_id"),
+        (saver.aprune([bad]), "aprune: thread_id"),
+        (
+            saver.aget_delta_channel_history(config=stored, channels=["v", bad]),
+            "aget_delta_channel_history: channel name",
+        ),
+    ]
+    for coro, where in cases:
+        with pytest.raises(InvalidInputError, match=f"^{where}.*lone surrogate") as info:
+            await coro
+        assert isinstance(info.value, ValueError)
+        assert "'\\ud83d' at index 3" in str(info.value)
+    for call, where in [
+        (lambda: saver.alist(cfg(bad)), "alist: thread_id"),
+        (lambda: saver.alist(None, before=cfg("t", checkpoint_id=bad)), "alist: before"),
+        (lambda: saver.alist(None, filter={"source": bad}), r"alist filter\['source'\]"),
+    ]:
+        with pytest.raises(InvalidInputError, match=f"^{where}.*lone surrogate"):
+            [t async for t in call()]
+    assert await table_counts(engine) == before
+    tup = await saver.aget_tuple(cfg("t-sur"))
+    assert tup is not None and tup.config["configurable"]["checkpoint_id"] == cid
+    await assert_usable(saver)
+
+
+async def test_lone_surrogates_in_metadata_name_where_they_are(
+    saver: AsyncSQLAlchemySaver, engine: AsyncEngine
+) -> None:
+    """JSONB cannot hold them and there is no lossless spelling that filters still match, so
+    metadata with one is refused (upstream fails inside PostgreSQL, 22P02)."""
+    before = await table_counts(engine)
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"source": f"in{SURROGATE}put"}, r"\['source'\] holds a lone surrogate '\\ud83d' at"),
+        ({"deep": [{"ok": 1}, {"k": [SURROGATE]}]}, r"\['deep'\]\[1\]\['k'\]\[0\] holds"),
+        ({"tags": {f"k{SURROGATE}": 1}}, r"\['tags'\] has a key 'k\\ud83d' that holds"),
+    ]
+    for metadata, where in cases:
+        with pytest.raises(InvalidInputError, match=r"^aput: checkpoint metadata" + where):
+            await saver.aput(cfg("t-meta"), checkpoint({"v": [1]}), metadata, {"v": 1})  # type: ignore[arg-type]
+    # Config-derived metadata keys are checked the same way.
+    config = {"configurable": {"thread_id": "t-meta", "checkpoint_ns": "", "user": SURROGATE}}
+    with pytest.raises(InvalidInputError, match=r"metadata\['user'\] holds a lone surrogate"):
+        await saver.aput(config, checkpoint(), {}, {})  # type: ignore[arg-type]
+    assert await table_counts(engine) == before
+    await assert_usable(saver)
+
+
+async def test_lone_surrogates_in_channel_values_go_through_serde(
+    saver: AsyncSQLAlchemySaver, engine: AsyncEngine
+) -> None:
+    """A str JSONB cannot hold goes to a blob like a str with NUL, so the serializer decides,
+    as it always did for strs inside lists and dicts. LangGraph's default serializer
+    (ormsgpack) writes such a code point as "?", exactly as ``InMemorySaver`` does; a
+    serializer that keeps it keeps it."""
+    import pickle
+
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    values = {"top": f"a{SURROGATE}b", "nested": {"k": [f"c{SURROGATE}"]}}
+    cp = checkpoint(values)
+    stored = await saver.aput(cfg("t-val"), cp, {}, {k: 1 for k in values})
+    await saver.aput_writes(stored, [("top", f"w{SURROGATE}")], "task")
+    memory = InMemorySaver()
+    mem_stored = memory.put(cfg("t-val"), cp, {}, {k: 1 for k in values})
+    memory.put_writes(mem_stored, [("top", f"w{SURROGATE}")], "task")
+    ours, reference = await saver.aget_tuple(stored), memory.get_tuple(mem_stored)
+    assert ours is not None and reference is not None
+    assert ours.checkpoint["channel_values"] == reference.checkpoint["channel_values"]
+    assert ours.checkpoint["channel_values"] == {"top": "a?b", "nested": {"k": ["c?"]}}
+    assert ours.pending_writes == reference.pending_writes == [("task", "top", "w?")]
+    with pytest.raises(InvalidInputError, match=r"^channel 'x': dict value cannot be serialized"):
+        await saver.aput(cfg("t-val"), checkpoint({"x": {f"k{SURROGATE}": 1}}), {}, {"x": 1})
+
+    class PickleSerde:
+        def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+            return "pickle", pickle.dumps(obj)
+
+        def loads_typed(self, data: tuple[str, bytes]) -> Any:
+            return pickle.loads(data[1])
+
+    exact = AsyncSQLAlchemySaver(engine, serde=PickleSerde())
+    stored = await exact.aput(cfg("t-exact"), checkpoint(values), {}, {k: 1 for k in values})
+    tup = await exact.aget_tuple(stored)
+    assert tup is not None and tup.checkpoint["channel_values"] == values

@@ -143,3 +143,46 @@ async def test_installed_console_script_upgrades_a_database(
     _run([str(cli), "check", "--database-url", url], cwd=tmp_path)
     _run([str(installed / "bin" / "python"), "-m", "langgraph_sqlalchemy", "check",
           "--database-url", url], cwd=tmp_path)
+
+
+_GRAPH = textwrap.dedent(
+    """
+    import asyncio, operator, sys
+    from typing import Annotated, TypedDict
+
+    from langgraph.graph import END, START, StateGraph
+
+    from langgraph_sqlalchemy import AsyncSQLAlchemySaver
+
+    class State(TypedDict):
+        steps: Annotated[list[str], operator.add]
+
+    builder = StateGraph(State)
+    builder.add_node("greet", lambda state: {"steps": ["greet"]})
+    builder.add_edge(START, "greet")
+    builder.add_edge("greet", END)
+
+    async def main(url):
+        async with AsyncSQLAlchemySaver.from_conn_string(url) as saver:
+            await saver.setup()
+            graph = builder.compile(checkpointer=saver)
+            config = {"configurable": {"thread_id": "wheel"}}
+            await graph.ainvoke({"steps": []}, config)
+            state = await graph.aget_state(config)
+            print(",".join(state.values["steps"]))
+
+    asyncio.run(main(sys.argv[1]))
+    """
+)
+
+
+async def test_a_plain_install_runs_a_langgraph_graph(
+    installed: Path,
+    new_database: Callable[[], Awaitable[str]],
+    tmp_path: Path,
+) -> None:
+    """`pip install langgraph-sqlalchemy`, no extras: what the README's examples import
+    (langgraph among them) is there."""
+    url = await new_database()
+    result = _run([str(installed / "bin" / "python"), "-c", _GRAPH, url], cwd=tmp_path)
+    assert result.stdout.strip() == "greet"

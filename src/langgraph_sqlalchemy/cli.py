@@ -5,19 +5,25 @@ PostgreSQL (the ``embedded`` extra) is started in ``.pgdata``. Errors are one li
 
 Exit codes: 0 success; 1 ``check`` found the database behind head (or ``prune``/``sweep`` found
 nothing to do with ``--fail-if-none``); 2 bad usage; 3 the database failed or was unreachable;
-4 a migration failed.
+4 a migration failed; 141 (128 + SIGPIPE, as the shell reports any tool stopped that way) stdout
+was closed before the output was written, e.g. ``langgraph-sqlalchemy stats | head -1``: the
+command stops quietly, and what it already committed stays committed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import io
+import logging
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -31,6 +37,7 @@ from .errors import (
     MigrationError,
 )
 from .schema import TABLE_NAMES, get_tables
+from .store.vector_layer import DISTANCE_TYPES, INDEX_KINDS, VECTOR_TYPES, index_parameters
 
 __all__ = ["main"]
 
@@ -39,6 +46,7 @@ EXIT_BEHIND = 1
 EXIT_USAGE = 2
 EXIT_DATABASE = 3
 EXIT_MIGRATION = 4
+EXIT_OUTPUT_CLOSED = 128 + 13  # SIGPIPE
 
 
 class CommandError(Exception):
@@ -47,6 +55,66 @@ class CommandError(Exception):
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
         self.code = code
+
+
+class OutputClosed(Exception):
+    """The reader of our output went away (``| head``); not an error of the command."""
+
+
+class _GuardedOutput(io.TextIOBase):
+    """The command's output stream, telling a closed pipe apart from every other OSError.
+
+    Python ignores SIGPIPE, so writing to a pipe whose reader exited raises BrokenPipeError,
+    an OSError like the socket errors that mean the database is gone; only one raised here
+    means the output was closed.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError as exc:
+            raise OutputClosed from exc
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError as exc:
+            raise OutputClosed from exc
+
+
+def _silence_stdout() -> None:
+    # What is still buffered would fail again at interpreter exit and print a traceback
+    # ("Exception ignored ... BrokenPipeError"); point the descriptor at /dev/null instead.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real descriptor (e.g. captured by a test runner)
+        pass
+
+
+@contextlib.contextmanager
+def _revision_log() -> Iterator[None]:
+    """Show on stderr the line the migration environment logs for each revision it runs."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("langgraph-sqlalchemy: %(message)s"))
+    log = logging.getLogger("langgraph_sqlalchemy.migrations")
+    level, propagate = log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        log.propagate = propagate
 
 
 def _resolve_url(args: argparse.Namespace) -> str:
@@ -80,7 +148,8 @@ async def _with_engine(
 
 async def cmd_upgrade(args: argparse.Namespace, out: TextIO) -> int:
     async def run(engine: AsyncEngine) -> int:
-        await migrations.upgrade(engine, revision=args.revision, schema=args.schema)
+        with _revision_log():
+            await migrations.upgrade(engine, revision=args.revision, schema=args.schema)
         rev = await migrations.current_revision(engine, schema=args.schema)
         print(f"database at revision {rev}", file=out)
         return EXIT_OK
@@ -90,7 +159,8 @@ async def cmd_upgrade(args: argparse.Namespace, out: TextIO) -> int:
 
 async def cmd_downgrade(args: argparse.Namespace, out: TextIO) -> int:
     async def run(engine: AsyncEngine) -> int:
-        await migrations.downgrade(engine, args.revision, schema=args.schema)
+        with _revision_log():
+            await migrations.downgrade(engine, args.revision, schema=args.schema)
         rev = await migrations.current_revision(engine, schema=args.schema)
         print(f"database at revision {rev or 'base (no tables)'}", file=out)
         return EXIT_OK
@@ -108,13 +178,16 @@ async def cmd_current(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    vectors = _vector_config(args, "check")
+
     async def run(engine: AsyncEngine) -> int:
-        rev = await migrations.current_revision(engine, schema=args.schema)
-        head = migrations.head_revision()
-        if rev == head:
-            print(f"up to date at {head}", file=out)
+        status = await migrations.check_schema(engine, schema=args.schema, index=vectors)
+        if status.ok:
+            layer = f"; vector layer ok: {vectors.describe()}" if vectors else ""
+            print(f"up to date at {status.head}{layer}", file=out)
             return EXIT_OK
-        print(f"behind: database at {rev or 'none'}, head is {head}", file=out)
+        for problem in status.problems:
+            print(problem, file=out)
         return EXIT_BEHIND
 
     return await _with_engine(args, run)
@@ -125,30 +198,44 @@ def cmd_sql(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _vector_config(args: argparse.Namespace, command: str) -> migrations.VectorLayerConfig | None:
+    """The vector layer the options describe; None when no ``--dims`` was given."""
+    params = {
+        name: getattr(args, name)
+        for name in ("m", "ef_construction", "lists")
+        if getattr(args, name) is not None
+    }
+    if args.dims is None:
+        if params or args.type or args.distance or args.index:
+            raise CommandError(f"{command}: the vector layer options need --dims", EXIT_USAGE)
+        return None
+    kind = args.index or "hnsw"
+    return migrations.VectorLayerConfig(
+        dims=args.dims,
+        vector_type=args.type or "vector",
+        distance_type=args.distance or "cosine",
+        kind=kind,
+        index_params=index_parameters(kind, params),
+    )
+
+
 async def cmd_vectors(args: argparse.Namespace, out: TextIO) -> int:
     from .store.vector_layer import ensure_vector_layer
 
-    index_params: dict[str, int] = {}
-    for name in ("m", "ef_construction", "lists"):
-        value = getattr(args, name)
-        if value is not None:
-            index_params[name] = value
+    config = _vector_config(args, "vectors")
+    assert config is not None  # --dims is required here
 
     async def run(engine: AsyncEngine) -> int:
         await ensure_vector_layer(
             engine,
-            dims=args.dims,
-            vector_type=args.type,
-            distance_type=args.distance,
-            kind=args.index,
-            index_params=index_params or None,
+            dims=config.dims,
+            vector_type=config.vector_type,
+            distance_type=config.distance_type,
+            kind=config.kind,
+            index_params=dict(config.index_params) or None,
             schema=args.schema,
         )
-        print(
-            f"vector layer ready: {args.type}({args.dims}), {args.distance} distance, "
-            f"{args.index} index",
-            file=out,
-        )
+        print(f"vector layer ready: {config.describe()}", file=out)
         return EXIT_OK
 
     return await _with_engine(args, run)
@@ -181,9 +268,16 @@ def parse_age(text: str) -> timedelta:
     return timedelta(seconds=amount * units[text[-1]])
 
 
+@dataclass(frozen=True)
+class IdleThread:
+    thread_id: str
+    last_activity: str  # the newest checkpoint's ts
+    checkpoints: int
+
+
 async def idle_threads(
     engine: AsyncEngine, *, older_than: timedelta, schema: str | None
-) -> list[str]:
+) -> list[IdleThread]:
     """Threads whose newest checkpoint is older than ``older_than``.
 
     The checkpoint's own ``ts`` (UTC ISO-8601, written by LangGraph) is the only timestamp the
@@ -194,13 +288,13 @@ async def idle_threads(
     cutoff = (datetime.now(timezone.utc) - older_than).isoformat()
     last_ts = func.max(checkpoints.c.checkpoint["ts"].astext)
     stmt = (
-        select(checkpoints.c.thread_id)
+        select(checkpoints.c.thread_id, last_ts, func.count())
         .group_by(checkpoints.c.thread_id)
         .having(last_ts < cutoff)
         .order_by(checkpoints.c.thread_id)
     )
     async with engine.connect() as conn:
-        return list((await conn.execute(stmt)).scalars())
+        return [IdleThread(t, ts, int(n)) for t, ts, n in await conn.execute(stmt)]
 
 
 def _progress(done: int, total: int, started: float, stream: TextIO) -> None:
@@ -218,16 +312,26 @@ async def cmd_prune(args: argparse.Namespace, out: TextIO) -> int:
     from .checkpoint.saver import AsyncSQLAlchemySaver
 
     async def run(engine: AsyncEngine) -> int:
-        threads = await idle_threads(engine, older_than=age, schema=args.schema)
+        idle = await idle_threads(engine, older_than=age, schema=args.schema)
+        threads = [t.thread_id for t in idle]
         verb = "would prune" if args.dry_run else "pruning"
-        print(
-            f"{verb} {len(threads)} thread(s) idle for over {args.older_than} "
-            f"(strategy {args.strategy})",
-            file=out,
+        summary = (
+            f"{verb} {len(idle)} thread(s) idle for over {args.older_than} "
+            f"(strategy {args.strategy})"
         )
+        if idle:
+            last = sorted(t.last_activity for t in idle)
+            summary += (
+                f": {sum(t.checkpoints for t in idle)} checkpoint(s), last active between "
+                f"{last[0]} and {last[-1]}"
+            )
+        print(summary, file=out)
+        if args.verbose:
+            for t in idle:
+                print(f"  {t.thread_id}\t{t.checkpoints}\t{t.last_activity}", file=out)
+        elif args.dry_run and idle:
+            print("(--verbose lists the threads)", file=out)
         if args.dry_run:
-            for thread_id in threads:
-                print(f"  {thread_id}", file=out)
             return EXIT_OK
         saver = AsyncSQLAlchemySaver(engine, schema=args.schema)
         started = time.monotonic()
@@ -304,6 +408,19 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
 # --- parser ------------------------------------------------------------------------------------
 
 
+def _add_vector_options(
+    p: argparse.ArgumentParser, *, dims_help: str, dims_required: bool = False
+) -> None:
+    # The store's index configuration, spelled as options (defaults: vector, cosine, hnsw).
+    p.add_argument("--dims", type=int, required=dims_required, help=dims_help)
+    p.add_argument("--type", choices=VECTOR_TYPES, help="default: vector")
+    p.add_argument("--distance", choices=DISTANCE_TYPES, help="default: cosine")
+    p.add_argument("--index", choices=INDEX_KINDS, help="default: hnsw")
+    p.add_argument("--m", type=int, help="hnsw: connections per layer")
+    p.add_argument("--ef-construction", type=int, help="hnsw: build-time candidate list")
+    p.add_argument("--lists", type=int, help="ivfflat: number of lists")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="langgraph-sqlalchemy",
@@ -336,7 +453,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("current", parents=[common], help="print the database's revision")
     p.set_defaults(handler=cmd_current)
 
-    p = sub.add_parser("check", parents=[common], help="exit 1 unless the database is at head")
+    p = sub.add_parser(
+        "check",
+        parents=[common],
+        help="exit 1 unless the database is at head (with --dims: and has that vector layer)",
+    )
+    _add_vector_options(p, dims_help="also check the store's vector layer for these dims")
     p.set_defaults(handler=cmd_check)
 
     p = sub.add_parser("sql", parents=[common], help="print the upgrade DDL (offline)")
@@ -344,13 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_sql)
 
     p = sub.add_parser("vectors", parents=[common], help="create the store's vector layer")
-    p.add_argument("--dims", type=int, required=True, help="embedding dimensions")
-    p.add_argument("--type", choices=("vector", "halfvec"), default="vector")
-    p.add_argument("--distance", choices=("cosine", "l2", "inner_product"), default="cosine")
-    p.add_argument("--index", choices=("hnsw", "ivfflat", "flat"), default="hnsw")
-    p.add_argument("--m", type=int, help="hnsw: connections per layer")
-    p.add_argument("--ef-construction", type=int, help="hnsw: build-time candidate list")
-    p.add_argument("--lists", type=int, help="ivfflat: number of lists")
+    _add_vector_options(p, dims_help="embedding dimensions", dims_required=True)
     p.set_defaults(handler=cmd_vectors)
 
     p = sub.add_parser("sweep", parents=[common], help="delete expired store items (TTL)")
@@ -359,7 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prune", parents=[common], help="prune threads idle for longer than AGE")
     p.add_argument("--older-than", required=True, metavar="AGE", help="e.g. 30d, 12h, 15m")
     p.add_argument("--strategy", choices=("keep_latest", "delete"), default="keep_latest")
-    p.add_argument("--dry-run", action="store_true", help="list the threads, change nothing")
+    p.add_argument("--dry-run", action="store_true", help="say what would go, change nothing")
+    p.add_argument("--verbose", action="store_true", help="list each thread")
     p.add_argument("--batch-size", type=int, default=100, help="threads per transaction")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_prune)
@@ -379,15 +496,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
-    out = out or sys.stdout
+    stream = out or sys.stdout
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace, TextIO], Any] = args.handler
+    guarded = _GuardedOutput(stream)
     try:
-        result = handler(args, out)
+        result = handler(args, cast(TextIO, guarded))
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)
+        guarded.flush()
         return int(result)
+    except OutputClosed:
+        if stream is sys.stdout:
+            _silence_stdout()
+        return EXIT_OUTPUT_CLOSED
     except CommandError as exc:
         print(f"langgraph-sqlalchemy: {exc}", file=sys.stderr)
         return exc.code

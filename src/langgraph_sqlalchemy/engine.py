@@ -34,13 +34,15 @@ def normalize_url(url: str | URL) -> URL:
         parsed = make_url(url) if isinstance(url, str) else url
     except Exception as exc:  # sqlalchemy raises ArgumentError with the URL in it
         raise InvalidInputError(f"not a database URL: {_redact(url)!s}") from exc
-    backend = parsed.get_backend_name()
+    # Read from the scheme itself: URL.get_driver_name() loads the dialect when no driver is
+    # named, and SQLAlchemy has no "postgres" dialect (the scheme Heroku and other hosts hand
+    # out in DATABASE_URL), so asking it would fail before the rewrite below.
+    backend, _, driver = parsed.drivername.partition("+")
     if backend not in ("postgresql", "postgres"):
         raise InvalidInputError(
             f"langgraph-sqlalchemy needs a PostgreSQL URL, got the {backend!r} backend"
         )
-    driver = parsed.get_driver_name()
-    if parsed.drivername not in ("postgresql", "postgres") and driver != "asyncpg":
+    if driver not in ("", "asyncpg"):
         raise InvalidInputError(
             f"the {driver!r} driver is not supported; use postgresql:// or "
             "postgresql+asyncpg:// (asyncpg is the driver this library runs on)"

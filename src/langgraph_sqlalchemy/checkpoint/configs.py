@@ -3,6 +3,10 @@
 Upstream indexes ``config["configurable"]["thread_id"]`` directly, so a malformed config surfaces
 as a bare ``KeyError: 'thread_id'``. Here it is an :class:`InvalidInputError` (a ``ValueError``)
 that says which key is missing and for which call, raised before anything touches the database.
+
+Ids are ``text`` columns, which hold valid UTF-8 only: a NUL or a lone surrogate (what
+``surrogateescape`` decoding and broken UTF-16/JSON escapes leave in a ``str``) is refused here
+with the reason, instead of surfacing as a driver error from inside the statement.
 """
 
 from __future__ import annotations
@@ -15,7 +19,14 @@ from langchain_core.runnables import RunnableConfig
 
 from ..errors import InvalidInputError
 
-__all__ = ["Target", "configurable_of", "read_target", "text_id"]
+__all__ = [
+    "Target",
+    "configurable_of",
+    "lone_surrogate_at",
+    "read_target",
+    "surrogate_reason",
+    "text_id",
+]
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,24 @@ def configurable_of(config: RunnableConfig | None, op: str) -> Mapping[str, Any]
     return configurable
 
 
+def lone_surrogate_at(text: str) -> int | None:
+    """Index of the first code point UTF-8 cannot encode (a lone surrogate), else None."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def surrogate_reason(text: str, at: int) -> str:
+    return (
+        f"holds a lone surrogate {text[at]!r} at index {at}: that is not valid UTF-8, "
+        "which PostgreSQL text and JSONB require"
+    )
+
+
 def text_id(value: Any, what: str, op: str) -> str:
     """Ids as text, as upstream's callers pass them (``str(uuid)`` and ints included)."""
     if value is None or isinstance(value, (bytes, bytearray, Mapping, list, tuple)):
@@ -45,6 +74,9 @@ def text_id(value: Any, what: str, op: str) -> str:
     if "\x00" in text:
         # A text column cannot hold NUL; say so instead of failing inside the driver.
         raise InvalidInputError(f"{op}: {what} must not contain NUL characters: {text!r}")
+    at = lone_surrogate_at(text)
+    if at is not None:
+        raise InvalidInputError(f"{op}: {what} {surrogate_reason(text, at)}")
     return text
 
 

@@ -44,6 +44,7 @@ from .serialization import (
     clean_metadata,
     dump_json,
     load_checkpoint_tuple,
+    one_row_per_idx,
     split_channel_values,
     stored_metadata,
     write_rows,
@@ -244,8 +245,10 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         checkpoint_id = text_id(checkpoint["id"], "checkpoint['id']", "aput")
         stored, blob_values = split_channel_values(checkpoint)
         blobs = blob_rows(self.serde, blob_values, new_versions)
-        checkpoint_json = dump_json(stored, what="checkpoint")
-        metadata_json = dump_json(stored_metadata(config, metadata), what="checkpoint metadata")
+        checkpoint_json = dump_json(stored, what="aput: checkpoint")
+        metadata_json = dump_json(
+            stored_metadata(config, metadata), what="aput: checkpoint metadata"
+        )
 
         statement = self.repository.upsert_checkpoint(
             thread_id=target.thread_id,
@@ -286,7 +289,8 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         if not writes:
             return
         rows = write_rows(self.serde, writes)
-        replace = all(channel in WRITES_IDX_MAP for channel, _ in writes)
+        replace = all(channel in WRITES_IDX_MAP for _, channel, _, _ in rows)
+        rows = one_row_per_idx(rows, keep_last=replace)
         statement = self.repository.insert_writes(
             thread_id=target.thread_id,
             checkpoint_ns=target.checkpoint_ns,
@@ -378,9 +382,11 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         self._bridge.bind()
         if not channels:
             return {}
-        target = read_target(config, "aget_delta_channel_history")
+        op = "aget_delta_channel_history"
+        target = read_target(config, op)
+        names = [text_id(channel, "channel name", op) for channel in channels]
         return await load_delta_channel_history(
-            self.db, self.repository, self.serde, target, list(channels)
+            self.db, self.repository, self.serde, target, names
         )
 
     def get_next_version(self, current: str | None, channel: None) -> str:

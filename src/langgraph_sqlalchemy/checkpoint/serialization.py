@@ -15,6 +15,13 @@ Where upstream crashes, values go to a blob instead (lossless): a str with NUL (
 a blob, so NUL is stripped from its strings and keys at any depth (upstream strips top-level
 values only) and a non-finite float in metadata is stored as null.
 
+A str with a lone surrogate (not valid UTF-8, so neither JSONB nor text can hold it) is a channel
+value like any other non-JSON one: it goes to a blob through ``serde``, as every str nested in a
+list or dict always did (upstream and ``InMemorySaver`` alike). In metadata, the checkpoint
+document or an id it is an :class:`InvalidInputError` naming where it is: there is no lossless
+way to keep it in JSONB, and silently replacing it would corrupt what ``alist(filter=...)``
+matches on.
+
 JSON is encoded and decoded with orjson (several times faster than the standard library on
 checkpoint-sized documents). orjson handles 64-bit integers only; a document with a bigger one
 (which upstream, on ``json``, stores exactly) falls back to the standard library both ways.
@@ -44,6 +51,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.types import TASKS, _DeltaSnapshot
 
 from ..errors import InvalidInputError
+from .configs import lone_surrogate_at, surrogate_reason, text_id
 
 __all__ = [
     "BlobRow",
@@ -55,6 +63,7 @@ __all__ = [
     "is_inline_value",
     "load_checkpoint_tuple",
     "load_json",
+    "one_row_per_idx",
     "split_channel_values",
     "stored_metadata",
     "write_rows",
@@ -89,7 +98,7 @@ def is_inline_value(value: Any) -> bool:
             and not (value == 0.0 and math.copysign(1.0, value) < 0)
         )
     if isinstance(value, str):
-        return "\x00" not in value
+        return "\x00" not in value and lone_surrogate_at(value) is None
     return False
 
 
@@ -132,8 +141,11 @@ def blob_rows(
     for channel, version in new_versions.items():
         if channel not in values:
             continue
+        # Both land in text columns of checkpoint_blobs.
+        text_id(channel, "channel name", "aput")
+        stored_version = text_id(version, f"version of channel {channel!r}", "aput")
         type_, blob = _dump(serde, values[channel], f"channel {channel!r}")
-        rows.append((channel, str(version), type_, blob))
+        rows.append((channel, stored_version, type_, blob))
     return rows
 
 
@@ -145,9 +157,31 @@ def write_rows(serde: SerializerProtocol, writes: Sequence[tuple[str, Any]]) -> 
         channel, value = write
         if not isinstance(channel, str) or "\x00" in channel:
             raise InvalidInputError(f"write {position}: channel must be a str without NUL")
+        at = lone_surrogate_at(channel)
+        if at is not None:
+            raise InvalidInputError(
+                f"write {position}: channel {channel!r} {surrogate_reason(channel, at)}"
+            )
         type_, blob = _dump(serde, value, f"write {position} to channel {channel!r}")
         rows.append((WRITES_IDX_MAP.get(channel, position), channel, type_, blob))
     return rows
+
+
+def one_row_per_idx(rows: Sequence[WriteRow], *, keep_last: bool) -> list[WriteRow]:
+    """``rows`` with one row per ``idx``: the last of each when ``keep_last``, else the first.
+
+    Only a special channel written twice in one call (two interrupts, say) repeats an idx.
+    Upstream writes row by row, so an upsert leaves the last value and an insert-or-skip the
+    first; one multi-row upsert cannot touch a row twice (SQLSTATE 21000), so the duplicates
+    are settled here, the same way.
+    """
+    if len({row[0] for row in rows}) == len(rows):
+        return list(rows)
+    chosen: dict[int, WriteRow] = {}
+    for row in rows:
+        if keep_last or row[0] not in chosen:
+            chosen[row[0]] = row
+    return [row for row in rows if chosen[row[0]] is row]
 
 
 def clean_metadata(value: Any) -> Any:
@@ -179,11 +213,38 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+def _lone_surrogate_message(value: Any, path: str) -> str | None:
+    """Where in a JSON-like ``value`` a str or key holds a lone surrogate, as a message."""
+    if isinstance(value, str):
+        at = lone_surrogate_at(value)
+        return None if at is None else f"{path} {surrogate_reason(value, at)}"
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, str):
+                at = lone_surrogate_at(key)
+                if at is not None:
+                    return f"{path} has a key {key!r} that {surrogate_reason(key, at)}"
+            found = _lone_surrogate_message(item, f"{path}[{key!r}]")
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = _lone_surrogate_message(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
 def dump_json(value: Any, *, what: str) -> str:
     """JSON text for a JSONB column (orjson; the standard library for integers beyond 64 bits)."""
     try:
         return orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS).decode()
     except orjson.JSONEncodeError as exc:
+        # Looked for on failure only (orjson refuses surrogates); the standard library below
+        # would escape them as \udXXX, which PostgreSQL then rejects.
+        surrogate = _lone_surrogate_message(value, what)
+        if surrogate is not None:
+            raise InvalidInputError(surrogate) from exc
         if "64-bit" not in str(exc):
             raise InvalidInputError(f"{what} cannot be stored as JSON: {exc}") from exc
     try:

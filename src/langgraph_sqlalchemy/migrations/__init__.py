@@ -6,7 +6,11 @@ wheel can migrate a database with no repository around::
     from langgraph_sqlalchemy.migrations import upgrade, is_at_head
 
     await upgrade(engine)                 # what setup() runs
-    assert await is_at_head(engine)
+    assert await is_at_head(engine)       # with index=STORE_INDEX: the vector layer too
+
+    status = await check_schema(engine, index=STORE_INDEX)
+    for problem in status.problems:       # each names the command that fixes it
+        print(problem)
 
 Concurrent upgrades (several replicas calling ``setup()`` at start-up) are serialised with a
 Postgres advisory lock, taken by polling ``pg_try_advisory_lock`` on a connection with no open
@@ -19,8 +23,9 @@ from __future__ import annotations
 
 import functools
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import resources
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -33,10 +38,14 @@ from ..db.locks import lock_key, polled_advisory_lock
 from ..errors import MigrationError
 from ..schema import validate_schema_name
 from .naming import VERSION_TABLE, include_name_for, include_object_for, is_our_table
+from .status import SchemaStatus, VectorLayerConfig, schema_problems
 
 __all__ = [
     "VERSION_TABLE",
+    "SchemaStatus",
+    "VectorLayerConfig",
     "alembic_config",
+    "check_schema",
     "current_revision",
     "downgrade",
     "head_revision",
@@ -205,11 +214,56 @@ async def current_revision(
         return await conn.run_sync(read)
 
 
+async def check_schema(
+    bind: AsyncEngine | AsyncConnection,
+    *,
+    schema: str | None = None,
+    index: Mapping[str, Any] | VectorLayerConfig | None = None,
+) -> SchemaStatus:
+    """What stands between the database and this installed version, each problem with its fix.
+
+    Looks at the recorded revision and at the tables themselves; ``index`` (the store's index
+    configuration, or a :class:`VectorLayerConfig`) adds the vector layer: the pgvector
+    extension, ``store_vectors`` with the configured dimensions and type, and its ANN index.
+    Read-only.
+    """
+    schema = validate_schema_name(schema)
+    vectors = (
+        index
+        if index is None or isinstance(index, VectorLayerConfig)
+        else VectorLayerConfig.from_index_config(index)
+    )
+    head = head_revision()
+
+    async def inspect(conn: AsyncConnection) -> SchemaStatus:
+        revision = await current_revision(conn, schema=schema)
+        problems = await schema_problems(
+            conn, revision=revision, head=head, schema=schema, vectors=vectors
+        )
+        return SchemaStatus(revision=revision, head=head, problems=tuple(problems))
+
+    if isinstance(bind, AsyncConnection):
+        # A host connection is left as it was found: a transaction these reads began ends.
+        began = not bind.in_transaction()
+        try:
+            return await inspect(bind)
+        finally:
+            if began and bind.in_transaction():
+                await bind.rollback()
+    async with bind.connect() as conn:
+        return await inspect(conn)
+
+
 async def is_at_head(
-    bind: AsyncEngine | AsyncConnection, *, schema: str | None = None
+    bind: AsyncEngine | AsyncConnection,
+    *,
+    schema: str | None = None,
+    index: Mapping[str, Any] | VectorLayerConfig | None = None,
 ) -> bool:
-    """Whether the database is at the newest revision this installed version knows."""
-    return await current_revision(bind, schema=schema) == head_revision()
+    """Whether the database is at the newest revision this installed version knows, with
+    every table in place (and, given the store's ``index`` configuration, its vector layer):
+    :func:`check_schema` finding nothing to fix."""
+    return (await check_schema(bind, schema=schema, index=index)).ok
 
 
 def render_sql(

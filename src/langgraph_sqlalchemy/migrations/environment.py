@@ -10,12 +10,17 @@ It serves three callers:
 
 The schema comes from ``-x schema=…`` or ``config.attributes["schema"]``. The version table is
 our own (``langgraph_sqlalchemy_version``) so a host's ``alembic_version`` is never touched.
+
+Each revision applied is logged at INFO on ``langgraph_sqlalchemy.migrations`` (the CLI shows
+these lines on stderr; a host sees them where its logging sends that logger).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import time
 from typing import Any
 
 from alembic import context
@@ -29,6 +34,8 @@ from langgraph_sqlalchemy.migrations.naming import (
     include_object_for,
 )
 from langgraph_sqlalchemy.schema import get_tables, validate_schema_name
+
+logger = logging.getLogger("langgraph_sqlalchemy.migrations")
 
 
 def _x_args() -> dict[str, str]:
@@ -71,13 +78,38 @@ def _configure(**kwargs: Any) -> None:
     )
 
 
+class _RevisionLog:
+    """An ``on_version_apply`` callback: one INFO line per revision, with its duration."""
+
+    def __init__(self) -> None:
+        self.mark = time.monotonic()
+
+    def __call__(self, *, step: Any, **_: Any) -> None:
+        now, started = time.monotonic(), self.mark
+        self.mark = now
+        if step.is_stamp:
+            return
+        revision = step.up_revision
+        doc = " ".join((revision.doc or "").split()) if revision is not None else ""
+        logger.info(
+            "%s %s -> %s in %.2fs%s",
+            "upgrade" if step.is_upgrade else "downgrade",
+            ", ".join(step.source_revision_ids) or "base",
+            ", ".join(step.destination_revision_ids) or "base",
+            now - started,
+            f": {doc}" if doc else "",
+        )
+
+
 def _run_on(connection: Connection) -> None:
     schema = target_schema()
     if schema is not None:
         # The version table lives in the schema, so it must exist before Alembic looks.
         connection.execute(CreateSchema(schema, if_not_exists=True))
         connection.commit()
-    _configure(connection=connection, transaction_per_migration=True)
+    _configure(
+        connection=connection, transaction_per_migration=True, on_version_apply=_RevisionLog()
+    )
     with context.begin_transaction():
         context.run_migrations()
 
