@@ -341,11 +341,11 @@ class CheckpointRepository:
 
     @functools.cached_property
     def _upsert_checkpoint(self) -> Statement[Insert]:
-        return Statement(self._build_upsert_checkpoint(with_blobs=False))
+        return Statement(self._build_upsert_checkpoint(with_blobs=False), returns_rows=False)
 
     @functools.cached_property
     def _upsert_checkpoint_and_blobs(self) -> Statement[Insert]:
-        return Statement(self._build_upsert_checkpoint(with_blobs=True))
+        return Statement(self._build_upsert_checkpoint(with_blobs=True), returns_rows=False)
 
     def upsert_checkpoint(
         self,
@@ -420,11 +420,11 @@ class CheckpointRepository:
 
     @functools.cached_property
     def _insert_writes_first_wins(self) -> Statement[Insert]:
-        return Statement(self._build_insert_writes(replace=False))
+        return Statement(self._build_insert_writes(replace=False), returns_rows=False)
 
     @functools.cached_property
     def _upsert_writes_latest_wins(self) -> Statement[Insert]:
-        return Statement(self._build_insert_writes(replace=True))
+        return Statement(self._build_insert_writes(replace=True), returns_rows=False)
 
     def insert_writes(
         self,

@@ -78,6 +78,10 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
     ``AsyncSQLAlchemySaver(conn)`` joins the host's transaction on that ``AsyncConnection``
     (each call in a savepoint; the host commits). ``schema`` places the tables in that Postgres
     schema. Call :meth:`setup` once (or run the migrations CLI) before first use.
+
+    ``group_commit=True`` (engine-bound): when more puts and task writes arrive at once than
+    the pool has connections (many graph runs in one process), those of one kind share one
+    round trip and one commit (see :mod:`langgraph_sqlalchemy.db.group_commit`).
     """
 
     def __init__(
@@ -87,9 +91,10 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         serde: SerializerProtocol | None = None,
         schema: str | None = None,
         retry: RetryPolicy | None = None,
+        group_commit: bool = False,
     ) -> None:
         super().__init__(serde=serde)
-        self.db = Database(engine_or_conn, retry=retry)
+        self.db = Database(engine_or_conn, retry=retry, group_commit=group_commit)
         self.schema = schema
         self.tables = get_tables(schema)
         self.repository = repository_for(schema)

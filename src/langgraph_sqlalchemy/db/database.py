@@ -47,6 +47,7 @@ from .errors import (
     sqlstate,
     translate,
 )
+from .group_commit import RUN_ALONE, GroupCommit
 from .retry import RetryPolicy
 from .statements import BoundStatement, Rows
 
@@ -134,7 +135,10 @@ class Database:
         bind: AsyncEngine | AsyncConnection,
         *,
         retry: RetryPolicy | None = None,
+        group_commit: bool = False,
     ) -> None:
+        """``group_commit``: concurrent writes of one kind share a round trip and a commit
+        (see :mod:`.group_commit`); engine-bound only (a host connection is one connection)."""
         if isinstance(bind, AsyncEngine):
             self.engine: AsyncEngine | None = bind
             self.connection: AsyncConnection | None = None
@@ -158,6 +162,9 @@ class Database:
                 f"{type(bind).__name__}; use from_conn_string() to start from a URL"
             )
         self.retry = retry or RetryPolicy()
+        self.group_commit = (
+            GroupCommit() if group_commit and isinstance(bind, AsyncEngine) else None
+        )
         # One asyncpg connection runs one statement at a time; calls sharing a host connection
         # queue here instead of failing with "another operation is in progress".
         self._connection_lock = asyncio.Lock() if self.connection is not None else None
@@ -195,6 +202,18 @@ class Database:
         if self.engine is None:
             return await self._run_on_host_connection(statement.execute, op=op)
         engine = self._autocommit_engine
+        if (
+            self.group_commit is not None
+            and not statement.statement.returns_rows
+            and self._autocommit_single_statements
+            and (form := statement.driver_form(engine.dialect)) is not None
+        ):
+
+            async def attempts(work: Callable[[AsyncConnection], Awaitable[None]]) -> None:
+                await self._attempts(work, op=op, single_statement=True)
+
+            if await self.group_commit.submit(*form, attempts) is not RUN_ALONE:
+                return ()
         if (
             self._autocommit_single_statements
             and unobserved(self.engine.sync_engine)

@@ -105,12 +105,15 @@ def _compile(statement: ClauseElement, dialect: Dialect) -> CompiledForm | None:
 class Statement(Generic[E]):
     """A Core statement, compiled once per dialect (see the module docstring)."""
 
-    __slots__ = ("__weakref__", "_forms", "statement")
+    __slots__ = ("__weakref__", "_forms", "returns_rows", "statement")
 
-    def __init__(self, statement: E) -> None:
+    def __init__(self, statement: E, *, returns_rows: bool = True) -> None:
+        """``returns_rows=False``: a write without RETURNING, which
+        :mod:`~langgraph_sqlalchemy.db.group_commit` may send together with others."""
         if not isinstance(statement, ClauseElement):
             raise TypeError(f"expected a Core statement, got {type(statement).__name__}")
         self.statement: E = statement
+        self.returns_rows: bool = returns_rows
         self._forms: weakref.WeakKeyDictionary[Dialect, CompiledForm | None] = (
             weakref.WeakKeyDictionary()
         )
