@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.channels import DeltaChannel
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, Send, StateSnapshot, interrupt
@@ -424,26 +424,57 @@ class Update:
         return graph.update_state(thread, self.values, as_node=self.as_node)
 
 
-def _invoke_failing(value: Any, attempt: int) -> Step:
-    async def step(graph: Graph, config: RunnableConfig) -> Any:
-        configurable = {**config["configurable"], "attempt": attempt}
+@dataclass(frozen=True)
+class InvokeFailing:
+    """An invoke on the flaky graph that must fail (or its sync twin)."""
+
+    value: Any
+    attempt: int
+
+    def _config(self, config: RunnableConfig) -> RunnableConfig:
+        return {**config, "configurable": {**config["configurable"], "attempt": self.attempt}}
+
+    async def __call__(self, graph: Graph, config: RunnableConfig) -> Any:
         try:
-            await graph.ainvoke(value, {**config, "configurable": configurable})
+            await graph.ainvoke(self.value, self._config(config))
         except NodeFailed as exc:
             return exc
         raise AssertionError("the flaky node did not fail")
 
-    return step
+    def sync(self, graph: Graph, config: RunnableConfig) -> Any:
+        try:
+            graph.invoke(self.value, self._config(config))
+        except NodeFailed as exc:
+            return exc
+        raise AssertionError("the flaky node did not fail")
 
 
-async def _fork_from_before_b(graph: Graph, config: RunnableConfig) -> Any:
-    # Replay from the checkpoint taken before "b" ran (as is), then fork it with an edit and
-    # run that branch: two more branches on the thread.
-    history = [s async for s in graph.aget_state_history(config)]
-    before_b = next(s for s in history if s.next == ("b",) and s.metadata["source"] == "loop")
-    await graph.ainvoke(None, before_b.config)
-    forked = await graph.aupdate_state(before_b.config, {"note": "fork"})
-    return await graph.ainvoke(None, forked)
+def _invoke_failing(value: Any, attempt: int) -> InvokeFailing:
+    return InvokeFailing(value, attempt)
+
+
+def _before_b(history: Sequence[StateSnapshot]) -> StateSnapshot:
+    return next(s for s in history if s.next == ("b",) and s.metadata["source"] == "loop")
+
+
+class ForkFromBeforeB:
+    """Replay from the checkpoint taken before "b" ran (as is), then fork it with an edit and
+    run that branch: two more branches on the thread (or the same, synchronously)."""
+
+    async def __call__(self, graph: Graph, config: RunnableConfig) -> Any:
+        before_b = _before_b([s async for s in graph.aget_state_history(config)])
+        await graph.ainvoke(None, before_b.config)
+        forked = await graph.aupdate_state(before_b.config, {"note": "fork"})
+        return await graph.ainvoke(None, forked)
+
+    def sync(self, graph: Graph, config: RunnableConfig) -> Any:
+        before_b = _before_b(list(graph.get_state_history(config)))
+        graph.invoke(None, before_b.config)
+        forked = graph.update_state(before_b.config, {"note": "fork"})
+        return graph.invoke(None, forked)
+
+
+_fork_from_before_b = ForkFromBeforeB()
 
 
 @dataclass(frozen=True)
@@ -564,6 +595,19 @@ async def run_steps(
     return observed
 
 
+def run_steps_sync(
+    scenario: Scenario, checkpointer: BaseCheckpointSaver[Any], thread_id: str
+) -> list[dict[str, Any]]:
+    """:func:`run_steps` through the sync graph API (``invoke``, ``update_state``, ...)."""
+    graph = compile_scenario(scenario, checkpointer)
+    config = thread_config(thread_id)
+    observed = []
+    for step in scenario.steps:
+        step.sync(graph, config)  # type: ignore[attr-defined]
+        observed.append(normal_snapshot(graph.get_state(config, subgraphs=True)))
+    return observed
+
+
 # --- normal form --------------------------------------------------------------------------
 
 
@@ -642,14 +686,35 @@ async def namespace_histories(
     Keyed by namespace shape; a subgraph run several times has one namespace per run, keyed
     ``shape``, ``shape#1``, ... in the order the runs started.
     """
+    tuples = [t async for t in checkpointer.alist(thread_config(thread_id))]
+    return {
+        key: await normalized_history(graph, config)
+        for key, config in _namespace_configs(tuples, thread_id)
+    }
+
+
+def namespace_histories_sync(
+    graph: Graph, checkpointer: BaseCheckpointSaver[Any], thread_id: str
+) -> dict[str, list[dict[str, Any]]]:
+    """:func:`namespace_histories` through the sync API (``list``, ``get_state_history``)."""
+    tuples = list(checkpointer.list(thread_config(thread_id)))
+    return {
+        key: normal_history(list(graph.get_state_history(config)))
+        for key, config in _namespace_configs(tuples, thread_id)
+    }
+
+
+def _namespace_configs(
+    tuples: Sequence[CheckpointTuple], thread_id: str
+) -> list[tuple[str, RunnableConfig]]:
     first_checkpoint: dict[str, str] = {}
-    async for t in checkpointer.alist(thread_config(thread_id)):
+    for t in tuples:
         ns, checkpoint_id = t.config["configurable"]["checkpoint_ns"], t.checkpoint["id"]
         first_checkpoint[ns] = min(checkpoint_id, first_checkpoint.get(ns, checkpoint_id))
-    out: dict[str, list[dict[str, Any]]] = {}
+    out: list[tuple[str, RunnableConfig]] = []
     for ns in sorted(first_checkpoint, key=lambda ns: (_ns_shape(ns), first_checkpoint[ns])):
         shape = _ns_shape(ns)
-        runs = sum(1 for key in out if key.split("#")[0] == shape)
+        runs = sum(1 for key, _ in out if key.split("#")[0] == shape)
         config: RunnableConfig = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns}}
-        out[f"{shape}#{runs}" if runs else shape] = await normalized_history(graph, config)
+        out.append((f"{shape}#{runs}" if runs else shape, config))
     return out

@@ -37,8 +37,13 @@ SKIPPED_LINE_PREFIXES = (
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 
 
+def markdown_blocks(path: Path) -> list[tuple[str, str]]:
+    """The fenced code blocks of a Markdown file, as (language, body), in order."""
+    return [(lang, body) for lang, body in _FENCE.findall(path.read_text())]
+
+
 def readme_blocks() -> list[tuple[str, str]]:
-    return [(lang, body) for lang, body in _FENCE.findall(README.read_text())]
+    return markdown_blocks(README)
 
 
 def test_readme_has_the_quick_start() -> None:

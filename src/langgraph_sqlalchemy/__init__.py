@@ -1,8 +1,9 @@
 """LangGraph's Postgres persistence on SQLAlchemy Core + asyncpg, with Alembic migrations.
 
-    from langgraph_sqlalchemy import AsyncSQLAlchemySaver, AsyncSQLAlchemyStore
+    from langgraph_sqlalchemy import AsyncSQLAlchemySaver, AsyncSQLAlchemyStore  # async code
+    from langgraph_sqlalchemy import SQLAlchemySaver, SQLAlchemyStore  # sync code
 
-Both read and write the very tables of ``langgraph-checkpoint-postgres``.
+All read and write the very tables of ``langgraph-checkpoint-postgres``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from .errors import (
 if TYPE_CHECKING:
     from .checkpoint.saver import AsyncSQLAlchemySaver
     from .store.store import AsyncSQLAlchemyStore
+    from .sync.saver import SQLAlchemySaver
+    from .sync.store import SQLAlchemyStore
 
 __version__ = "0.1.0"
 
@@ -33,6 +36,8 @@ __all__ = [
     "InvalidInputError",
     "LangGraphSQLAlchemyError",
     "MigrationError",
+    "SQLAlchemySaver",
+    "SQLAlchemyStore",
     "SchemaMismatchError",
     "VectorExtensionError",
     "__version__",
@@ -50,4 +55,12 @@ def __getattr__(name: str) -> Any:
         from .store.store import AsyncSQLAlchemyStore
 
         return AsyncSQLAlchemyStore
+    if name == "SQLAlchemySaver":
+        from .sync.saver import SQLAlchemySaver
+
+        return SQLAlchemySaver
+    if name == "SQLAlchemyStore":
+        from .sync.store import SQLAlchemyStore
+
+        return SQLAlchemyStore
     raise AttributeError(f"module 'langgraph_sqlalchemy' has no attribute {name!r}")

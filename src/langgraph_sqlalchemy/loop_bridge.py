@@ -48,10 +48,13 @@ class LoopBridge:
                 "thread (e.g. via asyncio.to_thread)."
             )
         if self.loop is None or self.loop.is_closed():
+            sync_class = self.owner.removeprefix("Async")
             raise asyncio.InvalidStateError(
                 f"{self.owner}.{method}() has no event loop to run on: create the "
                 f"{self.owner} inside a running event loop (or make one async call first) "
-                "and call the sync methods from another thread while that loop runs."
+                "and call the sync methods from another thread while that loop runs. "
+                f"Code with no event loop (a script, Flask, Django, a notebook) wants "
+                f"{sync_class}, which runs one of its own."
             )
         return self.loop
 

@@ -1,0 +1,298 @@
+"""``SQLAlchemySaver``: the checkpoint saver for sync code, as upstream's ``PostgresSaver``.
+
+``graph.invoke``, ``graph.stream``, ``get_state``, ``get_state_history`` and ``update_state`` in a
+script, a Flask or Django view, Streamlit or a notebook need a checkpointer whose sync methods
+work with no event loop around. This one owns an engine and an ``AsyncSQLAlchemySaver`` on a
+private event loop thread and runs every call there, from any number of threads at once; the
+async methods work too, from any other event loop (``graph.ainvoke`` in ``asyncio.run``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator, Collection, Coroutine, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, TypeVar
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..checkpoint.saver import LIST_PAGE_SIZE, AsyncSQLAlchemySaver
+from ..database import RetryPolicy
+from .owned_engine import OwnedEngine
+
+__all__ = ["SQLAlchemySaver"]
+
+T = TypeVar("T")
+
+
+class SQLAlchemySaver(BaseCheckpointSaver[str]):
+    """Checkpoints in PostgreSQL for sync code, on an engine and event loop of its own.
+
+    ``SQLAlchemySaver(url)`` opens it (``postgresql://`` or ``postgresql+asyncpg://``, run on
+    asyncpg) and :meth:`close` (or ``with``) closes it: the loop thread stops, the engine's
+    connections close. :meth:`from_conn_string` is the same as a context manager, as upstream.
+    Keywords: ``serde`` and ``schema`` as for :class:`AsyncSQLAlchemySaver`; ``pool_config``
+    (upstream's ``{"min_size", "max_size"}``), ``pgbouncer`` and any ``create_async_engine``
+    keyword for the engine; ``retry`` (a :class:`~langgraph_sqlalchemy.database.RetryPolicy`).
+    """
+
+    def __init__(
+        self,
+        conn_string: str | URL,
+        *,
+        serde: SerializerProtocol | None = None,
+        schema: str | None = None,
+        retry: RetryPolicy | None = None,
+        pool_config: Mapping[str, Any] | None = None,
+        pgbouncer: bool = False,
+        **engine_kwargs: Any,
+    ) -> None:
+        super().__init__(serde=serde)
+
+        def build(engine: AsyncEngine) -> AsyncSQLAlchemySaver:
+            return AsyncSQLAlchemySaver(engine, serde=serde, schema=schema, retry=retry)
+
+        self._owned = OwnedEngine(
+            type(self).__name__,
+            conn_string,
+            build,
+            pool_config=pool_config,
+            pgbouncer=pgbouncer,
+            engine_kwargs=engine_kwargs,
+        )
+        self._core = self._owned.core
+        self.serde = self._core.serde
+        self.schema = schema
+
+    @classmethod
+    @contextmanager
+    def from_conn_string(
+        cls,
+        conn_string: str | URL,
+        *,
+        pipeline: bool = False,
+        serde: SerializerProtocol | None = None,
+        schema: str | None = None,
+        retry: RetryPolicy | None = None,
+        pool_config: Mapping[str, Any] | None = None,
+        pgbouncer: bool = False,
+        **engine_kwargs: Any,
+    ) -> Iterator[SQLAlchemySaver]:
+        """A saver for ``conn_string``, closed on exit.
+
+        ``pipeline`` is accepted for upstream's sake and changes nothing: psycopg's pipeline
+        mode saves round trips on one shared connection, and here every call already is one
+        statement (or one transaction) on a pooled connection of its own.
+        """
+        del pipeline
+        saver = cls(
+            conn_string,
+            serde=serde,
+            schema=schema,
+            retry=retry,
+            pool_config=pool_config,
+            pgbouncer=pgbouncer,
+            **engine_kwargs,
+        )
+        try:
+            yield saver
+        finally:
+            saver.close()
+
+    # --- lifetime ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Wait for calls in progress, close the engine's connections, stop the loop thread.
+
+        Idempotent. Later calls raise ``RuntimeError``. A saver never closed is closed when it
+        is garbage collected or at interpreter exit.
+        """
+        self._owned.close()
+
+    def __enter__(self) -> SQLAlchemySaver:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _run(self, method: str, coro: Coroutine[Any, Any, T]) -> T:
+        return self._owned.thread.run(coro, method)
+
+    async def _arun(self, method: str, coro: Coroutine[Any, Any, T]) -> T:
+        return await self._owned.thread.arun(coro, method)
+
+    def setup(self) -> None:
+        """Migrate the schema to head (idempotent; safe from many processes at once)."""
+        self._run("setup", self._core.setup())
+
+    def with_allowlist(self, extra_allowlist: Collection[tuple[str, ...]]) -> SQLAlchemySaver:
+        """A clone whose serializer also allows these msgpack types (``compile()`` calls this).
+
+        The clone shares this saver's engine and loop thread; closing either closes both.
+        """
+        core = self._core.with_allowlist(extra_allowlist)
+        if core is self._core:
+            return self
+        assert isinstance(core, AsyncSQLAlchemySaver)
+        clone = copy.copy(self)
+        clone._core = core
+        clone.serde = core.serde
+        return clone
+
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        return self._core.get_next_version(current, channel)
+
+    # --- sync API ---------------------------------------------------------------------------------
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self._run("get_tuple", self._core.aget_tuple(config))
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        """Checkpoints newest first, a page at a time (never the whole history at once)."""
+        # A generator of this class (not the loop thread's): it keeps the saver alive while
+        # someone iterates.
+        yield from self._owned.thread.iterate(
+            self._core.alist(config, filter=filter, before=before, limit=limit),
+            "list",
+            chunk=LIST_PAGE_SIZE,
+        )
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return self._run("put", self._core.aput(config, checkpoint, metadata, new_versions))
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        self._run("put_writes", self._core.aput_writes(config, writes, task_id, task_path))
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._run("delete_thread", self._core.adelete_thread(thread_id))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._run("delete_for_runs", self._core.adelete_for_runs(run_ids))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self._run("copy_thread", self._core.acopy_thread(source_thread_id, target_thread_id))
+
+    def prune(
+        self,
+        thread_ids: Sequence[str],
+        *,
+        strategy: str = "keep_latest",
+        keep_last: int | None = None,
+    ) -> None:
+        self._run("prune", self._core.aprune(thread_ids, strategy=strategy, keep_last=keep_last))
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return self._run(
+            "get_delta_channel_history",
+            self._core.aget_delta_channel_history(config=config, channels=channels),
+        )
+
+    # --- async API (from any event loop: the work runs on this saver's) ---------------------------
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await self._arun("aget_tuple", self._core.aget_tuple(config))
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        items = self._owned.thread.aiterate(
+            self._core.alist(config, filter=filter, before=before, limit=limit),
+            "alist",
+            chunk=LIST_PAGE_SIZE,
+        )
+        try:
+            async for item in items:
+                yield item
+        finally:
+            await items.aclose()
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return await self._arun("aput", self._core.aput(config, checkpoint, metadata, new_versions))
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await self._arun("aput_writes", self._core.aput_writes(config, writes, task_id, task_path))
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self._arun("adelete_thread", self._core.adelete_thread(thread_id))
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await self._arun("adelete_for_runs", self._core.adelete_for_runs(run_ids))
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await self._arun(
+            "acopy_thread", self._core.acopy_thread(source_thread_id, target_thread_id)
+        )
+
+    async def aprune(
+        self,
+        thread_ids: Sequence[str],
+        *,
+        strategy: str = "keep_latest",
+        keep_last: int | None = None,
+    ) -> None:
+        await self._arun(
+            "aprune", self._core.aprune(thread_ids, strategy=strategy, keep_last=keep_last)
+        )
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return await self._arun(
+            "aget_delta_channel_history",
+            self._core.aget_delta_channel_history(config=config, channels=channels),
+        )
