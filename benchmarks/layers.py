@@ -1,0 +1,221 @@
+"""What each layer between our code and the server costs, per statement.
+
+    python -m benchmarks.layers              # ~1 min
+    python -m benchmarks.layers --calls 5000
+
+Two of the saver's own statements, with the values a graph sends: the checkpoint read of a
+50-checkpoint thread's newest checkpoint (one row with its blobs and writes) and the put of a
+checkpoint with one blob. Each runs many times through each stack below, one after another in
+rotated order, on one connection pool of one engine; the table shows per statement the client's
+CPU time (this process, every thread) and the wall time, medians of the rounds. "Held" rows reuse
+one checked-out connection; the others check a connection out of the pool per statement, as a
+saver call does.
+
+| stack | what it is |
+|---|---|
+| driver, held | ``asyncpg.Connection.fetch`` on a connection already out of the pool (the floor) |
+| driver via AsyncConnection | ``engine.connect()`` (AUTOCOMMIT), ``get_raw_connection().driver_connection.fetch``, close: the shortcut ``Database.fetch`` takes when nothing observes the engine |
+| exec_driver_sql | ``engine.connect()`` (AUTOCOMMIT), ``exec_driver_sql`` of the statement compiled once, close: the observable path |
+| exec_driver_sql + listener | the same with a no-op ``before_cursor_execute`` listener on the engine |
+| execute(Core) | ``engine.connect()`` (AUTOCOMMIT), ``conn.execute(statement, params)``, close: what plain SQLAlchemy code does (compiled cache, cache key) |
+| async with + execute(Core) | the same inside ``async with engine.connect()`` (its close runs in a task of its own) |
+| engine.begin() + execute(Core) | a transaction: BEGIN and COMMIT round trips around it |
+| connect + close only | ``engine.connect()`` (AUTOCOMMIT) and close, no statement |
+| connect + close only, default isolation | the same without the AUTOCOMMIT switch |
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from langgraph_sqlalchemy import AsyncSQLAlchemySaver, migrations
+from langgraph_sqlalchemy.checkpoint.repository import repository_for
+from langgraph_sqlalchemy.db import BoundStatement
+from langgraph_sqlalchemy.engine import create_engine
+
+from . import backends as bk
+from .saver_workloads import make_long_thread
+
+Stack = Callable[[BoundStatement], Awaitable[Any]]
+
+
+def stacks(engine: AsyncEngine, traced: AsyncEngine) -> dict[str, Callable[[], Any]]:
+    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+    traced_autocommit = traced.execution_options(isolation_level="AUTOCOMMIT")
+
+    def on_driver(bound: BoundStatement) -> Callable[[int], Awaitable[None]]:
+        sql, values = bound.driver_form(engine.dialect) or ("", ())
+
+        async def run(calls: int) -> None:
+            conn = await autocommit.connect()
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            try:
+                for _ in range(calls):
+                    await driver.fetch(sql, *values)
+            finally:
+                await conn.close()
+
+        return run
+
+    def via_connection(bound: BoundStatement) -> Callable[[int], Awaitable[None]]:
+        sql, values = bound.driver_form(engine.dialect) or ("", ())
+
+        async def run(calls: int) -> None:
+            for _ in range(calls):
+                conn = await autocommit.connect()
+                driver: Any = (await conn.get_raw_connection()).driver_connection
+                await driver.fetch(sql, *values)
+                await conn.close()
+
+        return run
+
+    def exec_driver(bound: BoundStatement, target: AsyncEngine) -> Any:
+        async def run(calls: int) -> None:
+            for _ in range(calls):
+                conn = await target.connect()
+                await bound.execute(conn)
+                await conn.close()
+
+        return run
+
+    def execute_core(bound: BoundStatement) -> Any:
+        statement, params = bound.statement.statement, dict(bound.params)
+
+        async def run(calls: int) -> None:
+            for _ in range(calls):
+                conn = await autocommit.connect()
+                result = await conn.execute(statement, params)
+                if result.returns_rows:
+                    result.all()
+                await conn.close()
+
+        return run
+
+    def async_with(bound: BoundStatement) -> Any:
+        statement, params = bound.statement.statement, dict(bound.params)
+
+        async def run(calls: int) -> None:
+            for _ in range(calls):
+                async with autocommit.connect() as conn:
+                    result = await conn.execute(statement, params)
+                    if result.returns_rows:
+                        result.all()
+
+        return run
+
+    def begin(bound: BoundStatement) -> Any:
+        statement, params = bound.statement.statement, dict(bound.params)
+
+        async def run(calls: int) -> None:
+            for _ in range(calls):
+                async with engine.begin() as conn:
+                    result = await conn.execute(statement, params)
+                    if result.returns_rows:
+                        result.all()
+
+        return run
+
+    def connect_only(target: AsyncEngine) -> Any:
+        async def run(calls: int) -> None:
+            for _ in range(calls):
+                conn = await target.connect()
+                await conn.close()
+
+        return run
+
+    return {
+        "driver, held": on_driver,
+        "driver via AsyncConnection (our shortcut)": via_connection,
+        "exec_driver_sql (our observable path)": lambda b: exec_driver(b, autocommit),
+        "exec_driver_sql + listener": lambda b: exec_driver(b, traced_autocommit),
+        "execute(Core)": execute_core,
+        "async with + execute(Core)": async_with,
+        "engine.begin() + execute(Core)": begin,
+        "connect + close only": lambda b: connect_only(autocommit),
+        "connect + close only, default isolation": lambda b: connect_only(engine),
+    }
+
+
+async def measure(
+    runners: dict[str, Callable[[int], Awaitable[None]]], calls: int, rounds: int
+) -> dict[str, tuple[float, float]]:
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in runners}
+    names = list(runners)
+    for round_no in range(-1, rounds):
+        shift = round_no % len(names)
+        for name in names[shift:] + names[:shift]:
+            gc.collect()
+            cpu, wall = time.process_time(), time.perf_counter()
+            await runners[name](calls)
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            if round_no >= 0:
+                samples[name].append((cpu / calls, wall / calls))
+    return {
+        name: (
+            statistics.median(s[0] for s in values),
+            statistics.median(s[1] for s in values),
+        )
+        for name, values in samples.items()
+    }
+
+
+async def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.layers", description=__doc__)
+    parser.add_argument("--calls", type=int, default=2000, help="statements per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+
+    admin_url, where = bk.server_admin_url()
+    url = await bk.fresh_database(admin_url, "layers")
+    engine = create_engine(url, pool_size=4, max_overflow=0)
+    traced = create_engine(url, pool_size=4, max_overflow=0)
+    event.listen(traced.sync_engine, "before_cursor_execute", lambda *a: None)
+    try:
+        await migrations.upgrade(engine)
+        backend = bk.Backend("ours", url=url, saver=AsyncSQLAlchemySaver(engine))
+        thread = await make_long_thread(backend, 50)
+        repository = repository_for(None)
+        read = repository.select_checkpoint_tuple(thread, "", None)
+        put = repository.upsert_checkpoint(
+            thread_id="layers-put",
+            checkpoint_ns="",
+            checkpoint_id="1ef-layers",
+            parent_checkpoint_id=None,
+            checkpoint_json='{"v": 4, "id": "1ef-layers", "channel_values": {}}',
+            metadata_json='{"step": 1}',
+            blobs=[("messages", "00000000000000000000000000000001.5", "msgpack", b"x" * 600)],
+        )
+        table = stacks(engine, traced)
+        print(f"server: {where}; {args.calls} statements x {args.rounds} rounds per stack")
+        print()
+        print("| stack | read: CPU µs | read: wall µs | put: CPU µs | put: wall µs |")
+        print("|---|---|---|---|---|")
+        read_runs = {name: build(read) for name, build in table.items()}
+        put_runs = {name: build(put) for name, build in table.items()}
+        reads = await measure(read_runs, args.calls, args.rounds)
+        puts = await measure(put_runs, args.calls, args.rounds)
+        for name in table:
+            r, p = reads[name], puts[name]
+            print(
+                f"| {name} | {r[0] * 1e6:.0f} | {r[1] * 1e6:.0f} | "
+                f"{p[0] * 1e6:.0f} | {p[1] * 1e6:.0f} |"
+            )
+    finally:
+        await engine.dispose()
+        await traced.dispose()
+        await bk.drop_database(admin_url, "layers")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
