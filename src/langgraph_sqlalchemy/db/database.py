@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.events import ConnectionEvents, DialectEvents
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool.events import PoolEvents
 
 from .. import telemetry
 from ..errors import DatabaseError, LangGraphSQLAlchemyError
@@ -75,17 +76,25 @@ _REACHED: weakref.WeakSet[Any] = weakref.WeakSet()
 
 # Every event an engine offers, connection and dialect events alike (statements, transactions,
 # execution options, connects, errors), read from SQLAlchemy's own event classes. A listener of
-# any of them sends every call the observable way. Pool events are not part of the test: the
-# dialect itself listens to the pool's connect events on every engine, and both paths check
-# connections out of the pool and return them the same way anyway.
+# any of them sends every call the observable way.
 _CONNECTION_EVENTS = tuple(
     name for name in dir(ConnectionEvents) if not name.startswith("_") and name != "dispatch"
 )
 _DIALECT_EVENTS = tuple(
     name for name in dir(DialectEvents) if not name.startswith("_") and name != "dispatch"
 )
+# Pool events, but for connect and first_connect: the dialect itself listens to those on
+# every engine, and they fire while a new connection is opened inside the checkout, the same
+# way on both paths. A listener of any other (checkout, checkin, reset ...) would run outside
+# SQLAlchemy's greenlet when the shortcut returns its connection.
+_POOL_EVENTS = tuple(
+    name
+    for name in dir(PoolEvents)
+    if not name.startswith("_") and name not in ("dispatch", "connect", "first_connect")
+)
 _connection_listeners = operator.attrgetter(*_CONNECTION_EVENTS)
 _dialect_listeners = operator.attrgetter(*_DIALECT_EVENTS)
+_pool_listeners = operator.attrgetter(*_POOL_EVENTS)
 # SQLAlchemy's engine logger (echo sets its level; so may a host's logging configuration).
 _ENGINE_LOGGER = logging.getLogger("sqlalchemy.engine.Engine")
 
@@ -94,7 +103,8 @@ def unobserved(engine: Engine) -> bool:
     """Whether a statement sent straight on the driver connection changes nothing anyone sees.
 
     Not with ``echo``, the ``sqlalchemy.engine`` logger enabled at INFO (or finer) by the host,
-    a listener of any connection or dialect event on the engine or its class, a
+    a listener of any connection, dialect or pool event on the engine, its pool or their
+    classes (the pool's connect events aside, see ``_POOL_EVENTS``), a
     ``schema_translate_map``, a driver other than asyncpg, or the engine's
     ``langgraph_sqlalchemy_always_observable`` execution option.
     """
@@ -106,8 +116,10 @@ def unobserved(engine: Engine) -> bool:
         f"sqlalchemy.engine.Engine.{engine.logging_name}"
     ).isEnabledFor(logging.INFO):
         return False
-    if any(_connection_listeners(engine.dispatch)) or any(
-        _dialect_listeners(engine.dialect.dispatch)
+    if (
+        any(_connection_listeners(engine.dispatch))
+        or any(_dialect_listeners(engine.dialect.dispatch))
+        or any(_pool_listeners(engine.pool.dispatch))
     ):
         return False
     options = engine.get_execution_options()
@@ -192,12 +204,13 @@ class Database:
 
         The saver's and the store's hot calls come here. When nothing could observe the
         difference (:func:`unobserved`), the statement's compiled SQL goes straight to the
-        pooled asyncpg connection of an ordinary SQLAlchemy checkout (``AsyncConnection.
-        get_raw_connection().driver_connection``): the checkout, pool events, pre-ping and
-        reset-on-return are SQLAlchemy's as usual; only SQLAlchemy's execution layer, which
-        nobody is watching, is skipped. A statement that fails there is translated from the
-        driver's error, never sent a second time (transient failures aside, which are retried
-        like any others).
+        asyncpg connection of a connection checked out of the engine's pool
+        (``AsyncEngine.raw_connection()``, ``PoolProxiedConnection.driver_connection``):
+        checkout, pre-ping and return are the pool's as usual; SQLAlchemy's ``Connection`` and
+        execution layer, which nobody is watching, are skipped. ``benchmarks/layers.py``
+        measures what that saves. A statement that fails there is translated from the driver's
+        error and never sent a second time (transient failures aside, which are retried like
+        any others).
         """
         if self.engine is None:
             return await self._run_on_host_connection(statement.execute, op=op)
@@ -210,7 +223,7 @@ class Database:
         ):
 
             async def attempts(work: Callable[[AsyncConnection], Awaitable[None]]) -> None:
-                await self._attempts(work, op=op, single_statement=True)
+                await self._attempts(lambda autocommit: self._once(work, autocommit), op=op)
 
             if await self.group_commit.submit(*form, attempts) is not RUN_ALONE:
                 return ()
@@ -221,14 +234,15 @@ class Database:
         ):
             sql, values = form
 
-            async def direct(conn: AsyncConnection) -> Rows:
-                raw = await conn.get_raw_connection()
-                driver = raw.driver_connection
-                rows: Rows = await driver.fetch(sql, *values)  # type: ignore[union-attr]
-                return rows
+            def direct(autocommit: bool) -> Awaitable[Rows]:
+                if not autocommit:  # a pooler turned up: the ordinary way from now on
+                    return self._once(statement.execute, autocommit)
+                return self._on_driver(sql, values)
 
-            return await self._attempts(direct, op=op, single_statement=True, direct=True)
-        return await self._attempts(statement.execute, op=op, single_statement=True)
+            return await self._attempts(direct, op=op, direct=True)
+        return await self._attempts(
+            lambda autocommit: self._once(statement.execute, autocommit), op=op
+        )
 
     async def run(
         self,
@@ -246,7 +260,9 @@ class Database:
         """
         if self.connection is not None:
             return await self._run_on_host_connection(work, op=op)
-        return await self._attempts(work, op=op, single_statement=single_statement)
+        return await self._attempts(
+            lambda autocommit: self._once(work, autocommit and single_statement), op=op
+        )
 
     @asynccontextmanager
     async def autocommit_connection(self, *, op: str) -> AsyncIterator[AsyncConnection]:
@@ -274,20 +290,24 @@ class Database:
 
     async def _attempts(
         self,
-        work: Callable[[AsyncConnection], Awaitable[T]],
+        once: Callable[[bool], Awaitable[T]],
         *,
         op: str,
-        single_statement: bool,
         direct: bool = False,
     ) -> T:
+        """Run ``once(autocommit)`` until it succeeds or the retry policy gives up.
+
+        ``autocommit`` says whether a single statement may run outside a transaction (not
+        behind a transaction-mode pooler); ``direct``: ``once`` sends on the driver itself.
+        """
         assert self.engine is not None
         attempt = 0
         started = time.monotonic()
         while True:
             attempt += 1
-            autocommit = single_statement and self._autocommit_single_statements
+            autocommit = self._autocommit_single_statements
             try:
-                result = await self._once(work, autocommit)
+                result = await once(autocommit)
             except LangGraphSQLAlchemyError:
                 raise
             except Exception as exc:
@@ -335,6 +355,32 @@ class Database:
             raise
         await conn.close()
         return result
+
+    async def _on_driver(self, sql: str, values: tuple[Any, ...]) -> Rows:
+        """``sql`` on the asyncpg connection of a pooled connection, outside any transaction.
+
+        The pooled connection never has a transaction of SQLAlchemy's open (we do not use its
+        DBAPI adapter), so returning it to the pool does no I/O and needs no greenlet; after a
+        cancellation or a lost connection it is invalidated (closed at once) instead.
+        """
+        assert self.engine is not None
+        checkout = time.perf_counter()
+        raw = await self.engine.raw_connection()
+        waited = time.perf_counter() - checkout
+        if waited >= _CONNECTION_WAIT_EVENT_SECONDS:
+            telemetry.record_event(
+                "db.client.connection.wait", {"db.client.connection.wait_time": waited}
+            )
+        try:
+            driver: Any = raw.driver_connection
+            rows: Rows = await driver.fetch(sql, *values)
+        except BaseException as exc:
+            if _connection_may_be_dead(exc):
+                raw.invalidate(exc if isinstance(exc, Exception) else None)
+            raw.close()
+            raise
+        raw.close()
+        return rows
 
     def _leave_autocommit(self, op: str) -> None:
         self._autocommit_single_statements = False

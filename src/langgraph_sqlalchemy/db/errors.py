@@ -82,10 +82,15 @@ def _from_asyncpg(exc: BaseException) -> bool:
 
 
 def is_driver_error(exc: BaseException) -> bool:
-    """Raised by SQLAlchemy, the socket or asyncpg, as opposed to a bug or bad input of ours."""
+    """Raised by SQLAlchemy, its DBAPI adapter, the socket or asyncpg, as opposed to a bug or
+    bad input of ours.
+
+    A connection the pool opens for a raw checkout (``AsyncEngine.raw_connection()``) fails
+    with the adapter's PEP 249 exceptions, which no ``Connection`` wrapped in SQLAlchemy's.
+    """
     if isinstance(exc, (sa_exc.SQLAlchemyError, OSError, asyncio.TimeoutError)):
         return True
-    return _from_asyncpg(exc)
+    return type(exc).__module__.split(".")[0] in ("asyncpg", "sqlalchemy")
 
 
 def _mentions_lost_connection(exc: BaseException) -> bool:
