@@ -210,8 +210,7 @@ BEHAVIOUR: dict[str, str] = {
     "store: bad input upstream's server rejects": _FROM_PSYCOPG,
     "saver: bad input upstream's server rejects": _FROM_PSYCOPG,
     "saver: alist limit must be an int": (
-        "a float is refused (InvalidInputError); upstream sends it to the server, which "
-        "rounds it"
+        "a float is refused (InvalidInputError); upstream sends it to the server, which rounds it"
     ),
     "saver: alist filter must be a dict": (
         "a non-dict filter is refused (InvalidInputError); upstream matches it by JSON "

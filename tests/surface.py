@@ -286,5 +286,3 @@ def renames_for(pairs: Iterable[ClassPair]) -> dict[str, str]:
 
 def describe(differences: Iterable[str]) -> str:
     return "\n".join(f"  {d}" for d in sorted(differences)) or "  (none)"
-
-

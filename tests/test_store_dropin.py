@@ -48,9 +48,7 @@ async def upstream(url: str, **kwargs: Any) -> AsyncIterator[AsyncPostgresStore]
 
 
 @pytest.fixture
-async def both(
-    engine: AsyncEngine, database_url: str
-) -> AsyncIterator[dict[str, AnyStore]]:
+async def both(engine: AsyncEngine, database_url: str) -> AsyncIterator[dict[str, AnyStore]]:
     """Upstream's store and ours on the same (emptied) database."""
     async with upstream(database_url) as theirs:
         yield {"upstream": theirs, "ours": AsyncSQLAlchemyStore(engine)}
@@ -204,7 +202,8 @@ async def test_ttl_variants_store_the_same_rows(
         await store.aput(ns, "unconfigured", {"v": 1})
         prefix = ".".join(ns)
         written[side] = {
-            key: (row[2], row[1] is None) for (p, key), row in (await rows(engine)).items()
+            key: (row[2], row[1] is None)
+            for (p, key), row in (await rows(engine)).items()
             if p == prefix
         }
     assert written["ours"] == written["upstream"]
@@ -289,27 +288,49 @@ CASES: list[Case] = [
         lambda s: s.adelete(("x",), 5),
         "store: int and UUID keys are str() everywhere",
     ),
-    Case("value with a datetime", _put(("x",), "dt", {"d": dt.datetime(2020, 1, 1)}),
-         "store: values with datetime, UUID, dataclass"),
+    Case(
+        "value with a datetime",
+        _put(("x",), "dt", {"d": dt.datetime(2020, 1, 1)}),
+        "store: values with datetime, UUID, dataclass",
+    ),
     # Refused by ours, accepted (with another effect) by upstream.
     Case("str namespace in put", _put("abc", "k", {"v": 1}), "store: str namespace refused"),
     Case("str namespace in search", lambda s: s.asearch("abc"), "store: str namespace refused"),
     Case("float key", _put(("x",), 1.5, {"v": 1}), "store: other non-str keys refused"),
     Case("bytes key", _put(("x",), b"kk", {"v": 1}), "store: other non-str keys refused"),
-    Case("value a list of pairs", _put(("x",), "pairs", [("a", 1)]),
-         "store: values must be mappings"),
-    Case("ttl as a str", _put(("x",), "ts", {"v": 1}, ttl="5"),
-         "store: ttl is a number of minutes from 0 to 1e9"),
-    Case("ttl True", _put(("x",), "tb", {"v": 1}, ttl=True),
-         "store: ttl is a number of minutes from 0 to 1e9"),
-    Case("negative ttl", _put(("x",), "tn", {"v": 1}, ttl=-1),
-         "store: ttl is a number of minutes from 0 to 1e9"),
-    Case("float limit", lambda s: s.asearch(("x",), limit=1.5),
-         "store: limit, offset and max_depth are ints"),
-    Case("limit None", lambda s: s.asearch(("x",), limit=None),
-         "store: limit, offset and max_depth are ints"),
-    Case("max_depth 0", lambda s: s.alist_namespaces(max_depth=0),
-         "store: limit, offset and max_depth are ints"),
+    Case(
+        "value a list of pairs", _put(("x",), "pairs", [("a", 1)]), "store: values must be mappings"
+    ),
+    Case(
+        "ttl as a str",
+        _put(("x",), "ts", {"v": 1}, ttl="5"),
+        "store: ttl is a number of minutes from 0 to 1e9",
+    ),
+    Case(
+        "ttl True",
+        _put(("x",), "tb", {"v": 1}, ttl=True),
+        "store: ttl is a number of minutes from 0 to 1e9",
+    ),
+    Case(
+        "negative ttl",
+        _put(("x",), "tn", {"v": 1}, ttl=-1),
+        "store: ttl is a number of minutes from 0 to 1e9",
+    ),
+    Case(
+        "float limit",
+        lambda s: s.asearch(("x",), limit=1.5),
+        "store: limit, offset and max_depth are ints",
+    ),
+    Case(
+        "limit None",
+        lambda s: s.asearch(("x",), limit=None),
+        "store: limit, offset and max_depth are ints",
+    ),
+    Case(
+        "max_depth 0",
+        lambda s: s.alist_namespaces(max_depth=0),
+        "store: limit, offset and max_depth are ints",
+    ),
     Case(
         "unknown op", lambda s: s.abatch([object()]), "store: unknown ops and match types refused"
     ),
@@ -320,14 +341,26 @@ CASES: list[Case] = [
         ),
         "store: unknown ops and match types refused",
     ),
-    Case("filter a list", lambda s: s.asearch(("x",), filter=[("a", 1)]),
-         "store: filter that is not a dict"),
-    Case("lone surrogate in a filter", lambda s: s.asearch(("x",), filter={"a": "\ud800"}),
-         "store: lone surrogate in a filter"),
-    Case("misspelt TTLConfig key", lambda s: _construct(s, ttl={"defualt_ttl": 5}),
-         "store: unknown TTLConfig keys refused"),
-    Case("NaN sweep interval", lambda s: _sweeper(s, float("nan")),
-         "store: sweep interval must be finite"),
+    Case(
+        "filter a list",
+        lambda s: s.asearch(("x",), filter=[("a", 1)]),
+        "store: filter that is not a dict",
+    ),
+    Case(
+        "lone surrogate in a filter",
+        lambda s: s.asearch(("x",), filter={"a": "\ud800"}),
+        "store: lone surrogate in a filter",
+    ),
+    Case(
+        "misspelt TTLConfig key",
+        lambda s: _construct(s, ttl={"defualt_ttl": 5}),
+        "store: unknown TTLConfig keys refused",
+    ),
+    Case(
+        "NaN sweep interval",
+        lambda s: _sweeper(s, float("nan")),
+        "store: sweep interval must be finite",
+    ),
     # Upstream's server (through psycopg) refuses these; ours refuses them before sending.
     Case("NaN ttl", _put(("x",), "tnan", {"v": 1}, ttl=float("nan")), SERVER),
     Case("infinite ttl", _put(("x",), "tinf", {"v": 1}, ttl=math.inf), SERVER),
@@ -445,11 +478,9 @@ async def test_ttl_out_of_range_writes_nothing(
 ) -> None:
     with pytest.raises(InvalidInputError, match="minutes from 0 to 1,000,000,000") as raised:
         await ours.aput(("t",), "k", {"v": 1}, ttl=ttl)
-    assert "nothing was written" in str(raised.value)
+    assert repr(ttl) in str(raised.value)
     with pytest.raises(InvalidInputError, match="ttl"):
-        await ours.abatch(
-            [PutOp(("t",), "good", {"v": 1}), PutOp(("t",), "k", {"v": 1}, ttl=ttl)]
-        )
+        await ours.abatch([PutOp(("t",), "good", {"v": 1}), PutOp(("t",), "k", {"v": 1}, ttl=ttl)])
     with pytest.raises(InvalidInputError, match="default_ttl"):
         AsyncSQLAlchemyStore(engine, ttl={"default_ttl": ttl})
     ours.ttl_config = {"default_ttl": ttl}  # set after construction: refused at the call
@@ -579,9 +610,7 @@ async def vectors(engine: AsyncEngine) -> dict[tuple[str, str, str], list[float]
         result = await conn.execute(
             text("SELECT prefix, key, field_name, embedding::text FROM store_vectors")
         )
-        return {
-            (r[0], r[1], r[2]): [float(x) for x in r[3].strip("[]").split(",")] for r in result
-        }
+        return {(r[0], r[1], r[2]): [float(x) for x in r[3].strip("[]").split(",")] for r in result}
 
 
 @pytest.mark.vector

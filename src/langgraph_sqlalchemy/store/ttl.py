@@ -65,7 +65,7 @@ def check_ttl(ttl: object, *, what: str = "ttl") -> float | None:
     if minutes is None or not 0 <= minutes <= MAX_TTL_MINUTES:
         raise InvalidInputError(
             f"{what} must be a number of minutes from 0 to {MAX_TTL_MINUTES:,} (about 1,900 "
-            f"years) or None, got {ttl!r}; nothing was written"
+            f"years) or None, got {ttl!r}"
         )
     return minutes
 
