@@ -11,17 +11,24 @@ CPU time (this process, every thread) and the wall time, medians of the rounds. 
 one checked-out connection; the others check a connection out of the pool per statement, as a
 saver call does.
 
-| stack | what it is |
-|---|---|
-| driver, held | ``asyncpg.Connection.fetch`` on a connection already out of the pool (the floor) |
-| driver via AsyncConnection | ``engine.connect()`` (AUTOCOMMIT), ``get_raw_connection().driver_connection.fetch``, close: the shortcut ``Database.fetch`` takes when nothing observes the engine |
-| exec_driver_sql | ``engine.connect()`` (AUTOCOMMIT), ``exec_driver_sql`` of the statement compiled once, close: the observable path |
-| exec_driver_sql + listener | the same with a no-op ``before_cursor_execute`` listener on the engine |
-| execute(Core) | ``engine.connect()`` (AUTOCOMMIT), ``conn.execute(statement, params)``, close: what plain SQLAlchemy code does (compiled cache, cache key) |
-| async with + execute(Core) | the same inside ``async with engine.connect()`` (its close runs in a task of its own) |
-| engine.begin() + execute(Core) | a transaction: BEGIN and COMMIT round trips around it |
-| connect + close only | ``engine.connect()`` (AUTOCOMMIT) and close, no statement |
-| connect + close only, default isolation | the same without the AUTOCOMMIT switch |
+Stacks, top to bottom:
+
+- *driver, held*: ``asyncpg.Connection.fetch`` on a connection already out of the pool (the
+  floor);
+- *driver via raw_connection*: ``AsyncEngine.raw_connection()``, its ``driver_connection``,
+  ``close()``: the shortcut ``Database.fetch`` takes when nothing observes the engine;
+- *driver via AsyncConnection*: ``engine.connect()`` (AUTOCOMMIT),
+  ``get_raw_connection().driver_connection``, close;
+- *exec_driver_sql*: ``engine.connect()`` (AUTOCOMMIT), ``exec_driver_sql`` of the statement
+  compiled once, close: the observable path;
+- *exec_driver_sql + listener*: the same with a no-op ``before_cursor_execute`` listener;
+- *execute(Core)*: ``engine.connect()`` (AUTOCOMMIT), ``conn.execute(statement, params)``,
+  close: what plain SQLAlchemy code does (compiled cache, cache key);
+- *async with + execute(Core)*: the same inside ``async with engine.connect()`` (whose close
+  runs in a task of its own);
+- *engine.begin() + execute(Core)*: a transaction, BEGIN and COMMIT round trips around it;
+- *connect + close only*: ``engine.connect()`` (AUTOCOMMIT) and close, no statement; and the
+  same at the engine's default isolation level.
 """
 
 from __future__ import annotations
@@ -64,6 +71,18 @@ def stacks(engine: AsyncEngine, traced: AsyncEngine) -> dict[str, Callable[[], A
                     await driver.fetch(sql, *values)
             finally:
                 await conn.close()
+
+        return run
+
+    def via_raw_connection(bound: BoundStatement) -> Callable[[int], Awaitable[None]]:
+        sql, values = bound.driver_form(engine.dialect) or ("", ())
+
+        async def run(calls: int) -> None:
+            for _ in range(calls):
+                raw = await engine.raw_connection()
+                driver: Any = raw.driver_connection
+                await driver.fetch(sql, *values)
+                raw.close()
 
         return run
 
@@ -135,7 +154,8 @@ def stacks(engine: AsyncEngine, traced: AsyncEngine) -> dict[str, Callable[[], A
 
     return {
         "driver, held": on_driver,
-        "driver via AsyncConnection (our shortcut)": via_connection,
+        "driver via raw_connection (our shortcut)": via_raw_connection,
+        "driver via AsyncConnection": via_connection,
         "exec_driver_sql (our observable path)": lambda b: exec_driver(b, autocommit),
         "exec_driver_sql + listener": lambda b: exec_driver(b, traced_autocommit),
         "execute(Core)": execute_core,

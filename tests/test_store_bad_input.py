@@ -131,7 +131,7 @@ async def test_empty_and_reserved_namespaces(store: AsyncSQLAlchemyStore) -> Non
         await store.aput(("langgraph", "x"), "k", {"v": 1})
 
 
-@pytest.mark.parametrize("key", [None, 1, b"k", "a\x00b"], ids=repr)
+@pytest.mark.parametrize("key", [None, 1.5, b"k", "a\x00b", "a\ud800b"], ids=repr)
 async def test_bad_keys(store: AsyncSQLAlchemyStore, engine: AsyncEngine, key: Any) -> None:
     with pytest.raises(InvalidInputError):
         await store.abatch([PutOp(("k",), "fine", {"v": 1}), PutOp(("k",), key, {"v": 1})])

@@ -2,7 +2,8 @@
 
 Upstream indexes ``config["configurable"]["thread_id"]`` directly, so a malformed config surfaces
 as a bare ``KeyError: 'thread_id'``. Here it is an :class:`InvalidInputError` (a ``ValueError``)
-that says which key is missing and for which call, raised before anything touches the database.
+that says which key is missing and for which call, raised before anything touches the database;
+it is also a ``KeyError`` (a config that is not a dict: also a ``TypeError``), as upstream's is.
 
 Ids are ``text`` columns, which hold valid UTF-8 only: a NUL or a lone surrogate (what
 ``surrogateescape`` decoding and broken UTF-16/JSON escapes leave in a ``str``) is refused here
@@ -18,6 +19,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 
 from ..errors import InvalidInputError
+from ..input_errors import InvalidInputTypeError, MissingKeyError
 
 __all__ = [
     "Target",
@@ -38,10 +40,10 @@ class Target:
 
 def configurable_of(config: RunnableConfig | None, op: str) -> Mapping[str, Any]:
     if not isinstance(config, Mapping):
-        raise InvalidInputError(f"{op}: config must be a dict, got {type(config).__name__}")
+        raise InvalidInputTypeError(f"{op}: config must be a dict, got {type(config).__name__}")
     configurable = config.get("configurable")
     if not isinstance(configurable, Mapping):
-        raise InvalidInputError(
+        raise MissingKeyError(
             f"{op}: config has no 'configurable' dict; pass "
             "{'configurable': {'thread_id': ...}}"
         )
@@ -89,19 +91,19 @@ def read_target(
 ) -> Target:
     configurable = configurable_of(config, op)
     if "thread_id" not in configurable:
-        raise InvalidInputError(
+        raise MissingKeyError(
             f"{op}: config['configurable'] has no 'thread_id'; every checkpoint belongs to a "
             "thread, e.g. {'configurable': {'thread_id': '1'}}"
         )
     thread_id = text_id(configurable["thread_id"], "thread_id", op)
     if require_ns and "checkpoint_ns" not in configurable:
-        raise InvalidInputError(
+        raise MissingKeyError(
             f"{op}: config['configurable'] has no 'checkpoint_ns' (use '' for the root graph)"
         )
     ns_value = configurable.get("checkpoint_ns")
     checkpoint_ns = "" if ns_value is None else text_id(ns_value, "checkpoint_ns", op)
     raw_id = configurable.get("checkpoint_id")
     if require_checkpoint_id and not raw_id:
-        raise InvalidInputError(f"{op}: config['configurable'] has no 'checkpoint_id'")
+        raise MissingKeyError(f"{op}: config['configurable'] has no 'checkpoint_id'")
     checkpoint_id = text_id(raw_id, "checkpoint_id", op) if raw_id else None
     return Target(thread_id, checkpoint_ns, checkpoint_id)

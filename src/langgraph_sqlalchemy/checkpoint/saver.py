@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..db import Database, RetryPolicy
 from ..errors import InvalidInputError
+from ..input_errors import InvalidInputTypeError, MissingKeyError
 from ..loop_bridge import LoopBridge
 from ..schema import get_tables
 from ..telemetry import traced, traced_iterator
@@ -86,7 +87,7 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
 
     def __init__(
         self,
-        engine_or_conn: AsyncEngine | AsyncConnection,
+        conn: AsyncEngine | AsyncConnection,
         *,
         serde: SerializerProtocol | None = None,
         schema: str | None = None,
@@ -94,7 +95,7 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         group_commit: bool = False,
     ) -> None:
         super().__init__(serde=serde)
-        self.db = Database(engine_or_conn, retry=retry, group_commit=group_commit)
+        self.db = Database(conn, retry=retry, group_commit=group_commit)
         self.schema = schema
         self.tables = get_tables(schema)
         self.repository = repository_for(schema)
@@ -106,6 +107,7 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         cls,
         conn_string: str,
         *,
+        pipeline: bool = False,
         serde: SerializerProtocol | None = None,
         schema: str | None = None,
         pool_config: Mapping[str, Any] | None = None,
@@ -115,6 +117,8 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         """A saver on an engine of its own for ``conn_string``, disposed on exit.
 
         ``postgresql://`` URLs (libpq style, as upstream takes them) run on asyncpg.
+        ``pipeline`` is accepted for upstream's callers and changes nothing: each call is
+        already one statement (or one transaction).
         """
         from ..engine import create_engine
 
@@ -125,6 +129,12 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
             yield cls(engine, serde=serde, schema=schema)
         finally:
             await engine.dispose()
+
+    @property
+    def conn(self) -> AsyncEngine | AsyncConnection:
+        """The engine or connection the saver was created on (upstream: its psycopg
+        connection or pool). Fixed: create another saver for another database."""
+        return self.db.bind
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -245,8 +255,11 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         """Save ``checkpoint`` (child of the config's ``checkpoint_id``) in one statement."""
         self._bridge.bind()
         target = read_target(config, "aput", require_ns=True)
-        if not isinstance(checkpoint, Mapping) or "id" not in checkpoint:
-            raise InvalidInputError("aput: checkpoint must be a Checkpoint dict with an 'id'")
+        # Upstream fails with TypeError / KeyError here; these are those types too.
+        if not isinstance(checkpoint, Mapping):
+            raise InvalidInputTypeError("aput: checkpoint must be a Checkpoint dict with an 'id'")
+        if "id" not in checkpoint:
+            raise MissingKeyError("aput: checkpoint must be a Checkpoint dict with an 'id'")
         checkpoint_id = text_id(checkpoint["id"], "checkpoint['id']", "aput")
         stored, blob_values = split_channel_values(checkpoint)
         blobs = blob_rows(self.serde, blob_values, new_versions)

@@ -31,10 +31,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from ..errors import InvalidInputError
+from ..input_errors import UnencodableTextError, check_encodable
 
 __all__ = [
     "SEPARATOR",
     "InvalidNamespaceLabelError",
+    "InvalidNamespaceTypeError",
+    "UnencodableLabelError",
     "list_namespaces_statement",
     "listing_params",
     "listing_shape",
@@ -52,37 +55,53 @@ class InvalidNamespaceLabelError(InvalidInputError, InvalidNamespaceError):
     """A namespace label breaks upstream's rules; catchable as either library's error."""
 
 
+class InvalidNamespaceTypeError(InvalidNamespaceLabelError, TypeError):
+    """The namespace is not a sequence of labels (upstream fails with ``TypeError``)."""
+
+
+class UnencodableLabelError(InvalidNamespaceLabelError, UnencodableTextError):
+    """A label with a lone surrogate (upstream's driver raises ``UnicodeEncodeError``)."""
+
+
 _LIKE_ESCAPE = "\\"
 
 
-def validate_labels(namespace: object, *, what: str = "namespace") -> None:
-    """Upstream's label rules: a tuple of non-empty str labels without ``"."`` or NUL.
+def validate_labels(namespace: object, *, what: str = "namespace") -> tuple[str, ...]:
+    """The namespace as a tuple of labels, checked against upstream's label rules.
 
+    Labels are non-empty ``str`` without ``"."`` or NUL (and, since they are stored as text,
+    without lone surrogates). Any sequence of labels is accepted, as upstream's search does
+    with a list; a ``str`` is refused rather than split into one label per character.
     (``"*"`` is a valid label; in list_namespaces conditions it also acts as a wildcard.)
     """
-    if not isinstance(namespace, tuple):
-        raise InvalidNamespaceLabelError(
-            f"{what} must be a tuple of strings, got {type(namespace).__name__}"
-        )
-    for label in namespace:
+    if type(namespace) is not tuple:
+        if isinstance(namespace, (str, bytes, bytearray)) or not isinstance(namespace, Sequence):
+            hint = f"; did you mean ({namespace!r},)?" if isinstance(namespace, str) else ""
+            raise InvalidNamespaceTypeError(
+                f"{what} must be a tuple (or list) of string labels, got "
+                f"{type(namespace).__name__}{hint}"
+            )
+        namespace = tuple(namespace)
+    labels: tuple[Any, ...] = namespace
+    for label in labels:
         if not isinstance(label, str):
             raise InvalidNamespaceLabelError(
-                f"invalid {what} {namespace!r}: labels must be strings, got {type(label).__name__}"
+                f"invalid {what} {labels!r}: labels must be strings, got {type(label).__name__}"
             )
         if not label:
-            raise InvalidNamespaceLabelError(
-                f"invalid {what} {namespace!r}: labels cannot be empty"
-            )
+            raise InvalidNamespaceLabelError(f"invalid {what} {labels!r}: labels cannot be empty")
         if SEPARATOR in label:
             raise InvalidNamespaceLabelError(
-                f"invalid {what} {namespace!r}: label {label!r} contains a period ('.'), "
+                f"invalid {what} {labels!r}: label {label!r} contains a period ('.'), "
                 "the separator namespaces are stored with"
             )
         if "\x00" in label:
             raise InvalidNamespaceLabelError(
-                f"invalid {what} {namespace!r}: label {label!r} contains a NUL character, "
+                f"invalid {what} {labels!r}: label {label!r} contains a NUL character, "
                 "which PostgreSQL text cannot hold"
             )
+        check_encodable(label, f"invalid {what}: label {label!r}", error=UnencodableLabelError)
+    return labels
 
 
 def namespace_to_prefix(namespace: Sequence[str]) -> str:
