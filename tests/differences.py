@@ -36,6 +36,10 @@ _SCHEMA = "places every table in that Postgres schema (default: unqualified, as 
 _RETRY = "the retry policy for dropped connections (upstream does not retry)"
 _ENGINE_KWARGS = "passed to SQLAlchemy's create_async_engine"
 _PGBOUNCER = "turns asyncpg's statement cache off, for PgBouncer in transaction mode"
+_GROUP_COMMIT = (
+    "opt-in group commit: concurrent puts and writes of one kind that wait for a pooled "
+    "connection share one round trip and one commit"
+)
 _KEEP_LAST = "keep_latest can keep the newest N checkpoints per namespace (default 1, as upstream)"
 
 SURFACE: dict[str, str] = {
@@ -60,6 +64,7 @@ SURFACE: dict[str, str] = {
         "instead of passing a pipe as the serializer"
     ),
     "AsyncSQLAlchemySaver.__init__(retry): ours only": _RETRY,
+    "AsyncSQLAlchemySaver.__init__(group_commit): ours only": _GROUP_COMMIT,
     "AsyncSQLAlchemySaver.__init__(schema): ours only": _SCHEMA,
     "AsyncSQLAlchemySaver.conn: property, upstream attribute": _CONN_READ_ONLY,
     "AsyncSQLAlchemySaver.loop: property, upstream attribute": (

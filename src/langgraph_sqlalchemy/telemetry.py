@@ -56,18 +56,30 @@ def use_tracer_provider(provider: Any | None) -> None:
     _SETTINGS["tracer"] = None
 
 
-def _tracer() -> Any:
-    # Kept: getting a tracer costs more than a span. The global provider's tracer is a proxy
-    # that follows a provider configured later, so keeping it is safe.
-    tracer = _SETTINGS["tracer"]
-    if tracer is None:
+def _tracer() -> Any | None:
+    """The tracer to use now, or None when no OpenTelemetry SDK is configured.
+
+    Without an SDK the global provider is the API's proxy (or no-op) provider, whose spans
+    record nothing; skipping them saves each call the span's context switching. Checked on
+    every call, so an SDK configured later is picked up at once.
+    """
+    if _trace is None:
+        return None
+    provider = _SETTINGS["provider"]
+    if provider is None:
+        provider = _trace.get_tracer_provider()
+        if isinstance(provider, (_trace.ProxyTracerProvider, _trace.NoOpTracerProvider)):
+            return None
+    # Kept per provider: getting a tracer costs more than a span.
+    cached = _SETTINGS["tracer"]
+    if cached is None or cached[0] is not provider:
         from . import __version__
 
-        assert _trace is not None
-        tracer = _SETTINGS["tracer"] = _trace.get_tracer(
-            "langgraph_sqlalchemy", __version__, tracer_provider=_SETTINGS["provider"]
+        cached = _SETTINGS["tracer"] = (
+            provider,
+            provider.get_tracer("langgraph_sqlalchemy", __version__),
         )
-    return tracer
+    return cached[1]
 
 
 def _base_attributes(owner: Any, operation: str, collection: str) -> dict[str, Any]:
@@ -101,14 +113,15 @@ def operation_span(
     identifiers: Mapping[str, Any] | None = None,
 ) -> Iterator[Any]:
     """One CLIENT span around an operation of ``owner`` (a saver or store), as the current
-    span; None inside when OpenTelemetry is not installed."""
-    if _trace is None:
+    span; None inside when OpenTelemetry (its package or an SDK) is not there."""
+    tracer = _tracer()
+    if tracer is None:
         yield None
         return
     attributes = _base_attributes(owner, operation, collection)
     if identifiers and _SETTINGS["identifiers"]:
         attributes.update({k: v for k, v in identifiers.items() if v is not None})
-    with _tracer().start_as_current_span(
+    with tracer.start_as_current_span(
         f"{operation} {collection}",
         kind=SpanKind.CLIENT,
         attributes=attributes,
@@ -144,6 +157,8 @@ def traced(
 
         @functools.wraps(method)
         async def wrapper(self: Any, *args: Any, **kwargs: Any) -> T:
+            if _tracer() is None:
+                return await method(self, *args, **kwargs)
             ids = (
                 _safe_identifiers(identifiers, args, kwargs)
                 if identifiers is not None and _SETTINGS["identifiers"]
@@ -175,14 +190,24 @@ def traced_iterator(
         @functools.wraps(method)
         async def wrapper(self: Any, *args: Any, **kwargs: Any) -> AsyncIterator[T]:
             assert _trace is not None
+            inner = method(self, *args, **kwargs)
+            tracer = _tracer()
+            if tracer is None:
+                try:
+                    async for item in inner:
+                        yield item
+                finally:
+                    aclose = getattr(inner, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
+                return
             attributes = _base_attributes(self, operation, collection)
             if identifiers is not None and _SETTINGS["identifiers"]:
                 ids = _safe_identifiers(identifiers, args, kwargs) or {}
                 attributes.update({k: v for k, v in ids.items() if v is not None})
-            span = _tracer().start_span(
+            span = tracer.start_span(
                 f"{operation} {collection}", kind=SpanKind.CLIENT, attributes=attributes
             )
-            inner = method(self, *args, **kwargs)
             try:
                 while True:
                     with _trace.use_span(span, end_on_exit=False):

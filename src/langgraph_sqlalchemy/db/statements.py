@@ -11,10 +11,13 @@ their bind processors and the constants fixed in the statement, and runs it with
 execution machinery, so ``echo``, the ``sqlalchemy.engine`` logger and every execute and
 cursor-execute event listener (tracing, APM agents) see it exactly once.
 
-Everything read from the compiled object is documented API: ``Compiled.string`` and
-``params``, ``SQLCompiler.construct_expanded_state()`` (whose ``ExpandedState`` gives the
-positional order), ``SQLCompiler.binds`` with each ``BindParameter.type``, and
-``TypeEngine.dialect_impl().bind_processor()``. A test compares, for every statement, the SQL
+Only public API: from the compiled object ``Compiled.string`` and ``params`` and
+``SQLCompiler.construct_expanded_state()`` (whose ``ExpandedState`` gives the positional order
+and the constants' values); the parameters' types from the statement's own ``BindParameter``
+objects (``sqlalchemy.sql.visitors.iterate``), and their processors from
+``TypeEngine.dialect_impl().bind_processor()``. Anything these do not settle for certain (a
+constant that binds of different types share and would send differently) leaves the
+statement to ``conn.execute``. A test compares, for every statement, the SQL
 and values this module sends with what ``conn.execute`` itself sends, so an upgrade of
 SQLAlchemy that changed any of it fails there first.
 
@@ -32,8 +35,9 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Executable
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql import ClauseElement, visitors
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import BindParameter
 
 __all__ = ["BoundStatement", "CompiledForm", "Rows", "Statement"]
 
@@ -91,15 +95,55 @@ def _compile(statement: ClauseElement, dialect: Dialect) -> CompiledForm | None:
         return None  # rendered at execution time: the text differs from call to call
     if state.positiontup is None:
         return None
+    binds = [e for e in visitors.iterate(statement) if isinstance(e, BindParameter)]
     entries: list[tuple[str | None, Any, _Processor | None]] = []
     for key in state.positiontup:
         value = state.parameters[key]
-        processor = compiled.binds[key].type.dialect_impl(dialect).bind_processor(dialect)
         if isinstance(value, _Slot):
+            processor = _processor([b for b in binds if b.key == value.name], dialect)
+            if processor is False:
+                return None
             entries.append((value.name, None, processor))
         else:
-            entries.append((None, value if processor is None else processor(value), None))
+            constant = _processed_constant(binds, value, dialect)
+            if constant is _UNKNOWN:
+                return None
+            entries.append((None, constant, None))
     return CompiledForm(compiled.string, entries)
+
+
+_UNKNOWN: Any = object()
+
+
+def _bind_processor(bind: BindParameter[Any], dialect: Dialect) -> _Processor | None:
+    return bind.type.dialect_impl(dialect).bind_processor(dialect)
+
+
+def _processor(candidates: Sequence[BindParameter[Any]], dialect: Dialect) -> Any:
+    """The bind processor of a named parameter (its binds all have one type), or False when
+    the statement's binds do not say for certain."""
+    if not candidates or len({repr(b.type) for b in candidates}) != 1:
+        return False
+    return _bind_processor(candidates[0], dialect)
+
+
+def _processed_constant(binds: Sequence[BindParameter[Any]], value: Any, dialect: Dialect) -> Any:
+    """A constant of the statement (a JSON key, a literal) as the driver receives it.
+
+    The constant's bind is found by its value; if binds of different types hold that value
+    and would send it differently, the answer is ``_UNKNOWN``.
+    """
+    constants = [b for b in binds if not b.required and b.callable is None]
+    candidates = [b for b in constants if b.value is value] or [
+        b for b in constants if b.value == value
+    ]
+    outcomes = []
+    for bind in candidates:
+        processor = _bind_processor(bind, dialect)
+        outcomes.append(value if processor is None else processor(value))
+    if not outcomes or any(outcome != outcomes[0] for outcome in outcomes[1:]):
+        return _UNKNOWN
+    return outcomes[0]
 
 
 class Statement(Generic[E]):
