@@ -107,6 +107,7 @@ def build_workloads(sizes: Sizes, embedder: TableEmbeddings) -> list[tuple[Any, 
     return [
         (GraphSequential(sizes.sequential_runs), sizes.rounds),
         (GraphConcurrent(sizes.concurrent_runs), sizes.rounds),
+        (GraphConcurrent(sizes.concurrent_runs, group_commit=False), sizes.rounds),
         (GetTuple(sizes.get_tuple_calls), sizes.rounds),
         (ListHistory(sizes.list_checkpoints), sizes.rounds),
         (StorePuts(docs), sizes.rounds),

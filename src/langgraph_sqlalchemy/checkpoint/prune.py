@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from langgraph.checkpoint.serde.types import TASKS
 from sqlalchemy import (
+    ColumnElement,
     Integer,
     String,
     Text,
@@ -256,7 +256,7 @@ async def _keep_latest(
     )
     kept_key = select(keep_rows.c.checkpoint_ns, keep_rows.c.checkpoint_id)
 
-    def is_kept(ns: Any, cid: Any) -> Any:
+    def is_kept(ns: ColumnElement[str], cid: ColumnElement[str]) -> ColumnElement[bool]:
         return tuple_(ns, cid).in_(kept_key)
 
     # Writes go by the checkpoints deleted, not by "no kept checkpoint": a run saves a superstep's
