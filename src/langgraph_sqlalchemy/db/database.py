@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool.events import PoolEvents
 
 from .. import telemetry
-from ..errors import DatabaseError, LangGraphSQLAlchemyError
+from ..errors import DatabaseError, DatabaseUnavailableError, LangGraphSQLAlchemyError
 from .errors import (
     UNKNOWN_PREPARED_STATEMENT,
     describe,
@@ -409,13 +409,11 @@ class Database:
                 attempt >= self.retry.max_attempts
                 or elapsed + delay > self.retry.first_contact_seconds
             ):
-                raise translate(
-                    exc,
-                    op,
-                    exhausted=True,
-                    hint=f"could not reach PostgreSQL at {_where(self.engine)} "
-                    f"(tried {attempt} time{'s' if attempt > 1 else ''} in {elapsed:.1f}s); "
-                    "is the server running, and are the host, port and socket path right?",
+                raise DatabaseUnavailableError(
+                    f"{op}: could not reach PostgreSQL at {_where(self.engine)} "
+                    f"({attempt} attempt{'s' if attempt > 1 else ''} in {elapsed:.1f}s; "
+                    f"{describe(exc)}); is the server running, and are the host, port and "
+                    "socket path right?"
                 ) from exc
         elif attempt >= self.retry.max_attempts:
             raise translate(exc, op, exhausted=True) from exc

@@ -154,11 +154,20 @@ def translate(
     if isinstance(exc, sa_exc.TimeoutError):
         return DatabaseUnavailableError(f"{op}: no pooled connection became free: {exc}{suffix}")
     code = sqlstate(exc)
+    detail = describe(exc)
     if code == UNDEFINED_TABLE and hint is None:
-        hint = (
-            "the schema is not set up here: call setup() on the saver or store, or run "
-            "`langgraph-sqlalchemy upgrade` (and `langgraph-sqlalchemy vectors --dims N` for "
-            "the store's vector layer)"
+        suffix = "; " + _missing_table_fix(detail)
+    return DatabaseError(f"{op} failed ({code or 'no SQLSTATE'}): {detail}{suffix}")
+
+
+def _missing_table_fix(detail: str) -> str:
+    """What to run when a table is missing, by which one (the server names it)."""
+    if "store_vectors" in detail:
+        return (
+            "the store's vector layer is missing: call setup() on a store configured with this "
+            "index, or run `langgraph-sqlalchemy vectors --dims N` (with the index's options)"
         )
-        suffix = f"; {hint}"
-    return DatabaseError(f"{op} failed ({code or 'no SQLSTATE'}): {describe(exc)}{suffix}")
+    return (
+        "the schema is not set up in this database: call setup() on the saver or store, or "
+        "run `langgraph-sqlalchemy upgrade` (or your Alembic upgrade of our migrations)"
+    )
