@@ -6,11 +6,14 @@ serializes, and hands each call to :class:`~langgraph_sqlalchemy.database.Databa
 on its own pooled connection in one transaction (retrying transient failures). There is no
 instance-wide lock: concurrent calls on one saver run in parallel, and ``alist`` holds a
 connection only while it fetches one page.
+
+Thread retention (``ttl=``, :meth:`AsyncSQLAlchemySaver.asweep_ttl`) lives in :mod:`.retention`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -33,10 +36,21 @@ from ..database import Database, RetryPolicy
 from ..errors import InvalidInputError
 from ..loop_bridge import LoopBridge
 from ..schema import get_tables
+from ..store.ttl import TTLSweeper
 from .configs import read_target, text_id
 from .delta_history import load_delta_channel_history
 from .prune import PRUNE_STRATEGIES, prune_threads
 from .repository import ListFilter, PageKey, repository_for
+from .retention import (
+    DEFAULT_BATCH_SIZE,
+    RetentionPolicy,
+    SweepProgress,
+    ThreadTTLConfig,
+    parse_ttl_config,
+    sweep_interval,
+    sweep_threads,
+    thread_ttl_of,
+)
 from .serialization import (
     CheckpointRow,
     blob_rows,
@@ -50,6 +64,8 @@ from .serialization import (
 
 __all__ = ["AsyncSQLAlchemySaver"]
 
+logger = logging.getLogger("langgraph_sqlalchemy")
+
 # Rows per alist round trip: big enough that a full-history listing costs few round trips, small
 # enough that a page (with its blobs) is a bounded amount of memory.
 LIST_PAGE_SIZE = 100
@@ -62,6 +78,13 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
     ``AsyncSQLAlchemySaver(conn)`` joins the host's transaction on that ``AsyncConnection``
     (each call in a savepoint; the host commits). ``schema`` places the tables in that Postgres
     schema. Call :meth:`setup` once (or run the migrations CLI) before first use.
+
+    ``ttl`` is thread retention with the keys of ``langgraph.json``'s ``checkpointer.ttl``
+    (``strategy``, ``default_ttl`` in minutes, ``sweep_interval_minutes``, ``sweep_limit``):
+    :meth:`asweep_ttl` removes expired threads, :meth:`start_ttl_sweeper` does so periodically.
+    A run's ``config["configurable"]["checkpoint_ttl"]`` (minutes) sets its thread's own TTL.
+    ``track_activity=False`` stops recording each thread's last write (the sweep then judges by
+    the checkpoints' own timestamps only, as for threads upstream wrote); it is on by default.
     """
 
     def __init__(
@@ -71,13 +94,22 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         serde: SerializerProtocol | None = None,
         schema: str | None = None,
         retry: RetryPolicy | None = None,
+        ttl: ThreadTTLConfig | Mapping[str, Any] | None = None,
+        track_activity: bool = True,
     ) -> None:
+        retention = parse_ttl_config(ttl)
         super().__init__(serde=serde)
         self.db = Database(engine_or_conn, retry=retry)
         self.schema = schema
         self.tables = get_tables(schema)
         self.repository = repository_for(schema)
         self._bridge = LoopBridge(type(self).__name__)
+        self.ttl_config: ThreadTTLConfig | None = (
+            ThreadTTLConfig(**ttl) if ttl is not None else None  # type: ignore[typeddict-item]
+        )
+        self._retention = retention
+        self.track_activity = bool(track_activity)
+        self._sweeper = TTLSweeper(self._sweep_in_background)
 
     @classmethod
     @asynccontextmanager
@@ -89,19 +121,30 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         schema: str | None = None,
         pool_config: Mapping[str, Any] | None = None,
         pgbouncer: bool = False,
+        ttl: ThreadTTLConfig | Mapping[str, Any] | None = None,
+        track_activity: bool = True,
         **engine_kwargs: Any,
     ) -> AsyncIterator[AsyncSQLAlchemySaver]:
-        """A saver on an engine of its own for ``conn_string``, disposed on exit.
+        """A saver on an engine of its own for ``conn_string``, disposed on exit (its TTL
+        sweeper, if started, stopped first).
 
         ``postgresql://`` URLs (libpq style, as upstream takes them) run on asyncpg.
         """
         from ..engine import create_engine
 
+        # Checked before an engine exists, so a bad ttl leaves nothing to dispose.
+        parse_ttl_config(ttl)
         engine = create_engine(
             conn_string, pool_config=pool_config, pgbouncer=pgbouncer, **engine_kwargs
         )
         try:
-            yield cls(engine, serde=serde, schema=schema)
+            saver = cls(
+                engine, serde=serde, schema=schema, ttl=ttl, track_activity=track_activity
+            )
+            try:
+                yield saver
+            finally:
+                await saver.stop_ttl_sweeper()
         finally:
             await engine.dispose()
 
@@ -220,6 +263,7 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         """Save ``checkpoint`` (child of the config's ``checkpoint_id``) in one statement."""
         self._bridge.bind()
         target = read_target(config, "aput", require_ns=True)
+        thread_ttl = thread_ttl_of(config, "aput")
         if not isinstance(checkpoint, Mapping) or "id" not in checkpoint:
             raise InvalidInputError("aput: checkpoint must be a Checkpoint dict with an 'id'")
         checkpoint_id = text_id(checkpoint["id"], "checkpoint['id']", "aput")
@@ -236,6 +280,8 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
             checkpoint_json=checkpoint_json,
             metadata_json=metadata_json,
             blobs=blobs,
+            track_activity=self.track_activity,
+            thread_ttl=thread_ttl,
         )
         await self.db.fetch(statement, op="aput")
         return {
@@ -263,6 +309,7 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         assert target.checkpoint_id is not None
         task = text_id(task_id, "task_id", "aput_writes")
         path = text_id(task_path or "", "task_path", "aput_writes")
+        thread_ttl = thread_ttl_of(config, "aput_writes")
         if not writes:
             return
         rows = write_rows(self.serde, writes)
@@ -275,6 +322,8 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
             task_path=path,
             rows=rows,
             replace=replace,
+            track_activity=self.track_activity,
+            thread_ttl=thread_ttl,
         )
         await self.db.fetch(statement, op="aput_writes")
 
@@ -345,6 +394,65 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         await prune_threads(
             self.db, self.repository, ids, strategy=strategy, keep_last=keep_last or 1
         )
+
+    # --- thread retention ---------------------------------------------------------------------
+
+    async def asweep_ttl(
+        self,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: SweepProgress | None = None,
+    ) -> int:
+        """Remove the threads that have expired now; returns how many it removed.
+
+        A thread expires ``default_ttl`` minutes (its own ``checkpoint_ttl``, if a run set one)
+        after its last write. ``strategy="delete"`` removes it whole, ``batch_size`` threads per
+        statement; ``"keep_latest"`` prunes it to its newest checkpoint per namespace, as
+        :meth:`aprune` (threads that use a ``DeltaChannel`` are left alone and logged) and
+        counts those. Safe to run from many processes at once; see :mod:`.retention`.
+        ``progress(examined, due)`` is called (or awaited) after every batch.
+        """
+        self._bridge.bind()
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInputError(
+                f"asweep_ttl: batch_size must be an int >= 1, got {batch_size!r}"
+            )
+        return await sweep_threads(
+            self.db,
+            self.repository,
+            self._retention or RetentionPolicy(),
+            batch_size=batch_size,
+            progress=progress,
+        )
+
+    async def _sweep_in_background(self) -> int:
+        # TTLSweeper reports in the store's words and ends on nothing: this sweep logs for
+        # itself (and a failed one, e.g. the database away for longer than the retries, just
+        # waits for the next interval).
+        try:
+            removed = await self.asweep_ttl()
+        except Exception:
+            logger.exception("checkpoint TTL sweep failed; retrying at the next interval")
+            return 0
+        if removed:
+            logger.info("checkpoint TTL sweep removed %d expired thread(s)", removed)
+        return 0
+
+    async def start_ttl_sweeper(
+        self, sweep_interval_minutes: float | None = None
+    ) -> asyncio.Task[None]:
+        """Run :meth:`asweep_ttl` every ``sweep_interval_minutes`` (default: the ttl config's,
+        else 5) in a background task on the running loop; returns the task (already running:
+        the same task). The first sweep runs one interval after the start."""
+        self._bridge.bind()
+        if sweep_interval_minutes is None and self._retention is not None:
+            sweep_interval_minutes = self._retention.sweep_interval_minutes
+        interval = 5.0 if sweep_interval_minutes is None else sweep_interval_minutes
+        return self._sweeper.start(sweep_interval(interval))
+
+    async def stop_ttl_sweeper(self, timeout: float | None = None) -> bool:
+        """Stop the sweeper; False if it did not stop within ``timeout`` seconds."""
+        return await self._sweeper.stop(timeout)
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
@@ -424,6 +532,13 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
     ) -> None:
         self._bridge.run(
             "prune", self.aprune(thread_ids, strategy=strategy, keep_last=keep_last)
+        )
+
+    def sweep_ttl(
+        self, *, batch_size: int = DEFAULT_BATCH_SIZE, progress: SweepProgress | None = None
+    ) -> int:
+        return self._bridge.run(
+            "sweep_ttl", self.asweep_ttl(batch_size=batch_size, progress=progress)
         )
 
     def get_delta_channel_history(
