@@ -84,6 +84,19 @@ async def age(engine: AsyncEngine, thread_ids: Sequence[str] | None = None) -> N
         )
 
 
+async def backdate(engine: AsyncEngine, thread_id: str, seconds: float = 60) -> None:
+    """Move only the activity row back, past the resolution within which writes skip it."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE checkpoint_thread_activity "
+                "SET last_activity = last_activity - make_interval(secs => :s) "
+                "WHERE thread_id = :t"
+            ),
+            {"s": seconds, "t": thread_id},
+        )
+
+
 async def rows_of(engine: AsyncEngine, thread_id: str) -> dict[str, int]:
     async with engine.connect() as conn:
         return {

@@ -32,6 +32,7 @@ from retention_helpers import (
     LONG_AGO,
     activity_of,
     age,
+    backdate,
     checkpoint,
     rows_by_thread,
     rows_of,
@@ -158,7 +159,8 @@ async def test_one_activity_row_per_thread_across_subgraph_namespaces(
     assert (await rows_of(engine, "family"))["checkpoint_thread_activity"] == 1
     assert first is not None and first.ttl_minutes is None and first.swept_at is None
 
-    # Resuming writes again: the same row moves forward.
+    # Resuming a minute later writes again: the same row moves forward.
+    await backdate(engine, "family")
     await graph.ainvoke(Command(resume="yes"), run("family"))
     second = await activity_of(engine, "family")
     assert second.last_activity > first.last_activity
@@ -171,11 +173,37 @@ async def test_writes_alone_touch_the_thread(engine: AsyncEngine) -> None:
         run("w", checkpoint_ns="", checkpoint_id="c1"), [("a", 1)], "task"
     )
     assert (await rows_of(engine, "w"))["checkpoint_thread_activity"] == 1
+    await backdate(engine, "w")
     before = await activity_of(engine, "w")
     await saver.aput_writes(
         run("w", checkpoint_ns="", checkpoint_id="c1"), [("__error__", "boom")], "task"
     )
     assert (await activity_of(engine, "w")).last_activity > before.last_activity
+
+
+async def test_writes_within_a_second_leave_the_row_as_it_is(engine: AsyncEngine) -> None:
+    """The resolution of last_activity: a burst of writes (a graph run) costs one row version,
+    not one per write; a TTL change is recorded at once all the same."""
+    saver = AsyncSQLAlchemySaver(engine)
+
+    async def version() -> Any:
+        async with engine.connect() as conn:
+            return (
+                await conn.execute(
+                    text(
+                        "SELECT xmin::text, last_activity, ttl_minutes "
+                        "FROM checkpoint_thread_activity WHERE thread_id = 'burst'"
+                    )
+                )
+            ).one()
+
+    await write_thread(saver, "burst", 1)
+    first = await version()
+    await write_thread(saver, "burst", 3)
+    assert await version() == first
+    await write_thread(saver, "burst", 1, checkpoint_ttl=7)
+    changed = await version()
+    assert changed.ttl_minutes == 7.0 and changed.xmin != first.xmin
 
 
 async def test_per_thread_ttl_from_the_run_config(engine: AsyncEngine) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -37,6 +37,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     bindparam,
     case,
     cast,
@@ -54,6 +55,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from ..schema import Tables
 
 __all__ = [
+    "ACTIVITY_RESOLUTION",
     "KEEP_TTL",
     "ActivityStatements",
     "BatchOutcome",
@@ -62,6 +64,13 @@ __all__ = [
 ]
 
 _TIMESTAMP = DateTime(timezone=True)
+
+#: How exact ``last_activity`` is. A write finds its thread's row already this recent and leaves
+#: it alone (no row lock, no new row version, no WAL): a graph run's many writes cost one
+#: update per second, not one each. Sweeps wait this much longer before a thread is due, so
+#: that a write in flight, which took no lock because the row was recent, always finds its
+#: thread still there.
+ACTIVITY_RESOLUTION = timedelta(seconds=1)
 
 # Upstream's threads get a row when a sweep first meets them, marked "never written by this
 # library": what decides then is their checkpoints' ts.
@@ -88,24 +97,32 @@ def touch_activity(activity: Table) -> Insert:
     Binds ``thread_id``, ``ttl_given`` and ``ttl_minutes`` (:class:`TTLUpdate`). A new thread
     gets its row (a concurrent first write of the same thread waits for the other's insert, the
     one wait left, and only at a thread's very first write). An existing row is updated only
-    if this transaction can lock it at once (``FOR UPDATE SKIP LOCKED``); otherwise nothing
-    happens and nobody waits. Upstream's writes never come here, so none of this touches them.
+    when it is older than :data:`ACTIVITY_RESOLUTION` or its TTL changes, and only if this
+    transaction can lock it at once (``FOR UPDATE SKIP LOCKED``); otherwise nothing happens
+    and nobody waits. Upstream's writes never come here, so none of this touches them.
     """
     a = activity
     thread_id = bindparam("thread_id", type_=Text)
+    ttl_given = bindparam("ttl_given", type_=Boolean)
+    ttl_minutes = bindparam("ttl_minutes", type_=Double)
     present = a.alias("present")
-    lockable = a.alias("lockable")
-    row = (
-        select(thread_id, func.now(), bindparam("ttl_minutes", type_=Double))
-        .where(
-            or_(
-                ~exists().where(present.c.thread_id == thread_id),
-                exists(
-                    select(lockable.c.thread_id)
-                    .where(lockable.c.thread_id == thread_id)
-                    .with_for_update(skip_locked=True)
-                ),
-            )
+    stale = a.alias("stale")
+    recent = func.now() - literal(ACTIVITY_RESOLUTION, Interval)
+    row = select(thread_id, func.now(), ttl_minutes).where(
+        or_(
+            ~exists().where(present.c.thread_id == thread_id),
+            # The conditions come before the lock: a recent row is not even locked.
+            exists(
+                select(stale.c.thread_id)
+                .where(
+                    stale.c.thread_id == thread_id,
+                    or_(
+                        stale.c.last_activity < recent,
+                        and_(ttl_given, stale.c.ttl_minutes.is_distinct_from(ttl_minutes)),
+                    ),
+                )
+                .with_for_update(skip_locked=True)
+            ),
         )
     )
     stmt = insert(a).from_select(["thread_id", "last_activity", "ttl_minutes"], row)
@@ -113,10 +130,7 @@ def touch_activity(activity: Table) -> Insert:
         index_elements=[a.c.thread_id],
         set_={
             "last_activity": stmt.excluded.last_activity,
-            "ttl_minutes": case(
-                (bindparam("ttl_given", type_=Boolean), stmt.excluded.ttl_minutes),
-                else_=a.c.ttl_minutes,
-            ),
+            "ttl_minutes": case((ttl_given, stmt.excluded.ttl_minutes), else_=a.c.ttl_minutes),
         },
     )
 
@@ -143,11 +157,12 @@ class ActivityStatements:
     # --- expiry ---------------------------------------------------------------------------------
 
     def _cutoff(self, ttl_minutes: ColumnElement[Any]) -> ColumnElement[datetime]:
-        """``:now`` minus the TTL: a thread whose last activity is no later is due."""
+        """``:now`` minus the TTL (and the activity resolution): a thread whose last activity
+        is no later is due."""
         now = bindparam("now", type_=_TIMESTAMP)
         # make_interval's seconds are fractional, so are TTLs (0.5 minutes is 30 s).
-        ttl = func.make_interval(0, 0, 0, 0, 0, 0, ttl_minutes * 60.0, type_=Interval)
-        return now - ttl
+        seconds = ttl_minutes * 60.0 + ACTIVITY_RESOLUTION.total_seconds()
+        return now - func.make_interval(0, 0, 0, 0, 0, 0, seconds, type_=Interval)
 
     def _row_ttl(self) -> ColumnElement[float]:
         default = bindparam("default_ttl", type_=Double)
