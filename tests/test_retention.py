@@ -159,9 +159,10 @@ async def test_one_activity_row_per_thread_across_subgraph_namespaces(
     assert (await rows_of(engine, "family"))["checkpoint_thread_activity"] == 1
     assert first is not None and first.ttl_minutes is None and first.swept_at is None
 
-    # Resuming a minute later writes again: the same row moves forward.
+    # Resuming a minute later (from another replica) writes again: the same row moves forward.
     await backdate(engine, "family")
-    await graph.ainvoke(Command(resume="yes"), run("family"))
+    other = build_subgraph_graph().compile(checkpointer=AsyncSQLAlchemySaver(engine))
+    await other.ainvoke(Command(resume="yes"), run("family"))
     second = await activity_of(engine, "family")
     assert second.last_activity > first.last_activity
     assert (await rows_of(engine, "family"))["checkpoint_thread_activity"] == 1
@@ -175,10 +176,28 @@ async def test_writes_alone_touch_the_thread(engine: AsyncEngine) -> None:
     assert (await rows_of(engine, "w"))["checkpoint_thread_activity"] == 1
     await backdate(engine, "w")
     before = await activity_of(engine, "w")
-    await saver.aput_writes(
+    await AsyncSQLAlchemySaver(engine).aput_writes(
         run("w", checkpoint_ns="", checkpoint_id="c1"), [("__error__", "boom")], "task"
     )
     assert (await activity_of(engine, "w")).last_activity > before.last_activity
+
+
+async def test_a_saver_touches_a_thread_once_per_half_second(engine: AsyncEngine) -> None:
+    """Writes right after one that touched the thread go without the touch (the server would
+    find the row recent anyway); half a second later, or with a new TTL, they touch again."""
+    saver = AsyncSQLAlchemySaver(engine)
+    await write_thread(saver, "often", 1)
+    await backdate(engine, "often", 5)  # the server would rewrite it: the saver does not ask
+    first = await activity_of(engine, "often")
+    await write_thread(saver, "often", 2)
+    assert await activity_of(engine, "often") == first
+    await write_thread(saver, "often", 1, checkpoint_ttl=3)
+    assert (await activity_of(engine, "often")).ttl_minutes == 3.0
+    await backdate(engine, "often", 5)
+    stale = await activity_of(engine, "often")
+    await asyncio.sleep(0.6)
+    await write_thread(saver, "often", 1)
+    assert (await activity_of(engine, "often")).last_activity > stale.last_activity
 
 
 async def test_writes_within_a_second_leave_the_row_as_it_is(engine: AsyncEngine) -> None:

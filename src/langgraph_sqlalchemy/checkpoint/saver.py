@@ -17,7 +17,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -61,10 +61,15 @@ from .serialization import (
     stored_metadata,
     write_rows,
 )
+from .thread_activity import RecentTouches, TTLUpdate
 
 __all__ = ["AsyncSQLAlchemySaver"]
 
 logger = logging.getLogger("langgraph_sqlalchemy")
+
+
+class _SweeperStopped(Exception):
+    """Raised between two batches of a background sweep that stop_ttl_sweeper() ended."""
 
 # Rows per alist round trip: big enough that a full-history listing costs few round trips, small
 # enough that a page (with its blobs) is a bounded amount of memory.
@@ -104,12 +109,13 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         self.tables = get_tables(schema)
         self.repository = repository_for(schema)
         self._bridge = LoopBridge(type(self).__name__)
-        self.ttl_config: ThreadTTLConfig | None = (
-            ThreadTTLConfig(**ttl) if ttl is not None else None  # type: ignore[typeddict-item]
-        )
+        self.ttl_config = cast(ThreadTTLConfig, dict(ttl)) if ttl is not None else None
         self._retention = retention
         self.track_activity = bool(track_activity)
+        # Engine-bound only: a host's transaction may still roll a recorded touch back.
+        self._recent_touches = RecentTouches() if self.db.connection is None else None
         self._sweeper = TTLSweeper(self._sweep_in_background)
+        self._sweeper_stopping = False
 
     @classmethod
     @asynccontextmanager
@@ -271,6 +277,7 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         blobs = blob_rows(self.serde, blob_values, new_versions)
         checkpoint_json = dump_json(stored, what="checkpoint")
         metadata_json = dump_json(stored_metadata(config, metadata), what="checkpoint metadata")
+        track = self._touch_needed(target.thread_id, thread_ttl)
 
         statement = self.repository.upsert_checkpoint(
             thread_id=target.thread_id,
@@ -280,10 +287,11 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
             checkpoint_json=checkpoint_json,
             metadata_json=metadata_json,
             blobs=blobs,
-            track_activity=self.track_activity,
+            track_activity=track,
             thread_ttl=thread_ttl,
         )
         await self.db.fetch(statement, op="aput")
+        self._touched(track, target.thread_id, thread_ttl)
         return {
             "configurable": {
                 "thread_id": target.thread_id,
@@ -314,6 +322,7 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
             return
         rows = write_rows(self.serde, writes)
         replace = all(channel in WRITES_IDX_MAP for channel, _ in writes)
+        track = self._touch_needed(target.thread_id, thread_ttl)
         statement = self.repository.insert_writes(
             thread_id=target.thread_id,
             checkpoint_ns=target.checkpoint_ns,
@@ -322,10 +331,11 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
             task_path=path,
             rows=rows,
             replace=replace,
-            track_activity=self.track_activity,
+            track_activity=track,
             thread_ttl=thread_ttl,
         )
         await self.db.fetch(statement, op="aput_writes")
+        self._touched(track, target.thread_id, thread_ttl)
 
     # --- maintenance ------------------------------------------------------------------------------
 
@@ -397,6 +407,17 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
 
     # --- thread retention ---------------------------------------------------------------------
 
+    def _touch_needed(self, thread_id: str, thread_ttl: TTLUpdate) -> bool:
+        """Whether this write carries the activity touch (see RecentTouches)."""
+        if not self.track_activity:
+            return False
+        touches = self._recent_touches
+        return touches is None or touches.needed(thread_id, thread_ttl)
+
+    def _touched(self, track: bool, thread_id: str, thread_ttl: TTLUpdate) -> None:
+        if track and self._recent_touches is not None:
+            self._recent_touches.record(thread_id, thread_ttl)
+
     async def asweep_ttl(
         self,
         *,
@@ -428,9 +449,16 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
     async def _sweep_in_background(self) -> int:
         # TTLSweeper reports in the store's words and ends on nothing: this sweep logs for
         # itself (and a failed one, e.g. the database away for longer than the retries, just
-        # waits for the next interval).
+        # waits for the next interval). A stop ends a long sweep between two batches (each is
+        # whole on its own) rather than after the last.
+        def stop_between_batches(examined: int, due: int) -> None:
+            if self._sweeper_stopping:
+                raise _SweeperStopped
+
         try:
-            removed = await self.asweep_ttl()
+            removed = await self.asweep_ttl(progress=stop_between_batches)
+        except _SweeperStopped:
+            return 0
         except Exception:
             logger.exception("checkpoint TTL sweep failed; retrying at the next interval")
             return 0
@@ -447,11 +475,15 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         self._bridge.bind()
         if sweep_interval_minutes is None and self._retention is not None:
             sweep_interval_minutes = self._retention.sweep_interval_minutes
-        interval = 5.0 if sweep_interval_minutes is None else sweep_interval_minutes
-        return self._sweeper.start(sweep_interval(interval))
+        interval = sweep_interval(5.0 if sweep_interval_minutes is None else sweep_interval_minutes)
+        if not self._sweeper.running:
+            self._sweeper_stopping = False
+        return self._sweeper.start(interval)
 
     async def stop_ttl_sweeper(self, timeout: float | None = None) -> bool:
-        """Stop the sweeper; False if it did not stop within ``timeout`` seconds."""
+        """Stop the sweeper (a sweep under way stops after its current batch); False if it did
+        not stop within ``timeout`` seconds."""
+        self._sweeper_stopping = True
         return await self._sweeper.stop(timeout)
 
     async def aget_delta_channel_history(
