@@ -144,6 +144,7 @@ _DATA_TABLES = (
     "checkpoints",
     "checkpoint_blobs",
     "checkpoint_writes",
+    "checkpoint_thread_activity",
     "store",
 )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pty
 import shlex
 import subprocess
 import sys
@@ -32,6 +33,26 @@ def run_cli(*args: str, url: str | None = None) -> subprocess.CompletedProcess[s
         cwd=ROOT,
         timeout=120,
     )
+
+
+def run_cli_on_a_terminal(*args: str, url: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    """``run_cli`` with stderr on a pseudo-terminal (progress bars); returns what it showed."""
+    terminal, stderr = pty.openpty()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "langgraph_sqlalchemy", *args],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+            env={**os.environ, "DATABASE_URL": url},
+        )
+        os.close(stderr)
+        shown = os.read(terminal, 65536).decode()
+    finally:
+        os.close(terminal)
+    return result, shown
 
 
 async def test_check_upgrade_current_on_a_fresh_database(fresh_database_url: str) -> None:
@@ -218,6 +239,67 @@ async def test_sweep_deletes_expired_items(fresh_database_url: str) -> None:
         async with engine.connect() as conn:
             keys = set((await conn.execute(text("SELECT key FROM store"))).scalars())
         assert keys == {"alive", "forever"}
+    finally:
+        await engine.dispose()
+
+
+async def test_sweep_covers_threads_and_items_with_a_dry_run_first(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    from langgraph_sqlalchemy import AsyncSQLAlchemySaver
+    from retention_helpers import age, rows_by_thread, write_thread
+
+    assert run_cli("upgrade", url=fresh_database_url).returncode == 0
+    engine = create_engine(fresh_database_url)
+    try:
+        saver = AsyncSQLAlchemySaver(engine)
+        for thread_id in ("old-a", "old-b", "recent"):
+            await write_thread(saver, thread_id)
+        await write_thread(saver, "own-ttl", checkpoint_ttl=60)
+        await age(engine, ["old-a", "old-b", "own-ttl"])
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO store (prefix, key, value, expires_at, ttl_minutes) VALUES "
+                    "('a', 'expired', '{}', now() - interval '1 minute', 1), "
+                    "('a', 'alive', '{}', now() + interval '1 hour', 60)"
+                )
+            )
+
+        # Without a default TTL only the thread with a TTL of its own is due.
+        dry = run_cli("sweep", "--dry-run", url=fresh_database_url)
+        assert dry.returncode == 0, dry.stderr
+        assert "would remove 1 expired thread(s)" in dry.stdout and "  own-ttl" in dry.stdout
+        assert "would delete 1 expired item(s)" in dry.stdout
+
+        config = tmp_path / "langgraph.json"
+        config.write_text(
+            '{"graphs": {}, "checkpointer": {"ttl": {"strategy": "delete", '
+            '"sweep_interval_minutes": 60, "default_ttl": 43200}}}'
+        )
+        dry = run_cli("sweep", "--config", str(config), "--dry-run", url=fresh_database_url)
+        assert dry.returncode == 0, dry.stderr
+        assert "would remove 3 expired thread(s) (strategy delete, default TTL 43200 min)" in (
+            dry.stdout
+        )
+        assert len(await rows_by_thread(engine)) == 4  # a dry run changes nothing
+
+        # On a terminal, a progress bar (stderr) as the batches go.
+        swept, bar = run_cli_on_a_terminal(
+            "sweep", "--config", str(config), "--batch-size", "1", url=fresh_database_url
+        )
+        assert swept.returncode == 0, bar
+        assert f"[{'#' * 10}{'.' * 20}] 1/3 threads" in bar
+        assert f"[{'#' * 30}] 3/3 threads" in bar
+        assert "removed 3 expired thread(s)" in swept.stdout
+        assert "deleted 1 expired item(s)" in swept.stdout
+        assert set(await rows_by_thread(engine)) == {"recent"}
+        async with engine.connect() as conn:
+            keys = set((await conn.execute(text("SELECT key FROM store"))).scalars())
+        assert keys == {"alive"}
+
+        bad = run_cli("sweep", "--default-ttl", "-5", url=fresh_database_url)
+        assert bad.returncode == 2 and "default_ttl" in bad.stderr
     finally:
         await engine.dispose()
 

@@ -4,6 +4,8 @@
 
 What a downgrade drops (asserted below, and worth knowing before running one in production):
 
+* ``0007 -> 0006``: ``checkpoint_thread_activity`` with its rows (each thread's last write and
+  own TTL; retention falls back to the checkpoints' ``ts`` without it).
 * ``0006 -> 0005``: the GIN index on ``store.value`` (no data).
 * ``0005 -> 0004``: ``store.ttl_minutes`` back to INTEGER, fractional TTLs rounded up.
 * ``0004 -> 0003``: the ``store``, ``store_vectors``, ``store_migrations`` and
@@ -52,6 +54,7 @@ REVISIONS = [
     "0004_store_tables",
     "0005_store_fractional_ttl",
     "0006_store_value_index",
+    "0007_checkpoint_thread_activity",
 ]
 EXPIRES = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
 ALEMBIC_TABLES = {name for name in TABLE_NAMES if name != "store_vectors"}
@@ -86,7 +89,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 def test_single_head_and_linear_history() -> None:
     packaged = ScriptDirectory.from_config(migrations.alembic_config())
-    assert packaged.get_heads() == [HEAD] == ["0006_store_value_index"]
+    assert packaged.get_heads() == [HEAD] == ["0007_checkpoint_thread_activity"]
     history = [s.revision for s in packaged.walk_revisions("base", "heads")]
     assert list(reversed(history)) == REVISIONS
     # The repository's alembic.ini points at the very same scripts.
@@ -139,6 +142,10 @@ async def _insert_rows(engine: AsyncEngine) -> None:
               "channel": "a", "type": "msgpack", "blob": b"w", "task_path": "~p:0"}],
         )
         await conn.execute(
+            sa.insert(t.checkpoint_thread_activity),
+            [{"thread_id": "t0", "last_activity": EXPIRES, "ttl_minutes": 5.0}],
+        )
+        await conn.execute(
             sa.insert(t.store),
             [
                 {"prefix": "a.b", "key": "k1", "value": {"v": 1}, "ttl_minutes": 0.5,
@@ -158,12 +165,20 @@ async def test_downgrade_to_intermediate_and_back_keeps_rows(
         await _insert_rows(engine)
         checkpoint_tables = ["checkpoints", "checkpoint_blobs", "checkpoint_writes"]
         before = await dump_tables(engine, [*checkpoint_tables, "store"])
+        activity = await dump_tables(engine, ["checkpoint_thread_activity"])
+        assert [r[0] for r in activity["checkpoint_thread_activity"]] == ["t0"]
+
+        # 0007 -> 0006: the activity table goes, every other row stays.
+        await migrations.downgrade(engine, "0006_store_value_index")
+        assert "checkpoint_thread_activity" not in await tables_in(engine)
+        assert await dump_tables(engine, [*checkpoint_tables, "store"]) == before
 
         # 0006 -> 0005: the value index goes, nothing else.
         await migrations.downgrade(engine, "0005_store_fractional_ttl")
         catalog = await read_catalog(engine)
         assert "store_value_idx" not in catalog.indexes
-        assert {k: v for k, v in reference.indexes.items() if k != "store_value_idx"} == (
+        gone = {"store_value_idx", "checkpoint_thread_activity_pkey"}
+        assert {k: v for k, v in reference.indexes.items() if k not in gone} == (
             catalog.indexes
         )
         assert (await dump_tables(engine, ["store"]))["store"] == before["store"]

@@ -39,6 +39,8 @@ from schema_catalog import (
 )
 
 DATA_TABLES = ["checkpoints", "checkpoint_blobs", "checkpoint_writes", "store"]
+# Ours alone (retention, revision 0007): upstream never creates, reads or writes it.
+ACTIVITY = "checkpoint_thread_activity"
 TRACKING_TABLES = ["checkpoint_migrations", "store_migrations"]
 
 
@@ -107,16 +109,19 @@ async def test_migrated_schema_equals_upstream_setup(
     upstream = await upstream_catalog(await new_database())
     ours = await reference_catalog(new_database)
 
-    # Ours has two tables upstream's index-less setup() lacks: our own version table, and
+    # Ours has three tables upstream's index-less setup() lacks: our own version table,
     # vector_migrations, which upstream creates only once an index is configured (created
     # empty by us so the vector layer can be added later; upstream then runs its vector
-    # migrations from 0). vector_migrations is declared exactly as upstream declares it.
-    assert ours.tables - upstream.tables == {VERSION_TABLE, "vector_migrations"}
+    # migrations from 0), and checkpoint_thread_activity (retention, revision 0007), which
+    # upstream never reads or writes. vector_migrations is declared exactly as upstream
+    # declares it.
+    assert ours.tables - upstream.tables == {VERSION_TABLE, "vector_migrations", ACTIVITY}
     assert upstream.tables <= ours.tables
     assert_same_definition(ours, "vector_migrations", "store_migrations")
 
-    # The deliberate differences: fractional TTLs and the value index.
-    assert ours.without_tables(VERSION_TABLE, "vector_migrations").differences(
+    # The deliberate differences: fractional TTLs and the value index; upstream's own tables
+    # are otherwise identical.
+    assert ours.without_tables(VERSION_TABLE, "vector_migrations", ACTIVITY).differences(
         upstream
     ) == OUR_DIFFERENCES
 
@@ -166,9 +171,9 @@ async def test_vector_tracking_table_equals_upstream_with_index(
     index = {"dims": 4, "embed": _fake_embed, "fields": ["text"]}
     upstream = await upstream_catalog(await new_database(), index=index)
     ours = await reference_catalog(new_database)
-    assert ours.tables - upstream.tables == {VERSION_TABLE}
+    assert ours.tables - upstream.tables == {VERSION_TABLE, ACTIVITY}
     assert upstream.tables - ours.tables == {"store_vectors"}
-    assert ours.without_tables(VERSION_TABLE).differences(
+    assert ours.without_tables(VERSION_TABLE, ACTIVITY).differences(
         upstream.without_tables("store_vectors")
     ) == OUR_DIFFERENCES
 
@@ -216,7 +221,9 @@ async def test_vector_layer_equals_upstream(
         vector_rows = await tracking_versions(engine, "vector_migrations")
     async with engine_for(upstream_url) as engine:
         assert vector_rows == await tracking_versions(engine, "vector_migrations")
-    assert mine.without_tables(VERSION_TABLE).differences(upstream) == OUR_DIFFERENCES
+    assert mine.without_tables(VERSION_TABLE, ACTIVITY).differences(upstream) == (
+        OUR_DIFFERENCES
+    )
     vector_type = ours.get("vector_type", "vector")
     assert upstream.columns[("store_vectors", "embedding")][0] == f"{vector_type}({ours['dims']})"
     assert "store_vectors_embedding_idx" in upstream.indexes

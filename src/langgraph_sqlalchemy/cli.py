@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import io
+import json
 import logging
 import os
 import sys
@@ -241,12 +242,79 @@ async def cmd_vectors(args: argparse.Namespace, out: TextIO) -> int:
     return await _with_engine(args, run)
 
 
+def _sweep_ttl_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The checkpointer TTL for ``sweep``: ``--config``'s ``checkpointer.ttl``, then flags."""
+    ttl: dict[str, Any] = {}
+    if args.config:
+        try:
+            with open(args.config, encoding="utf-8") as fh:
+                document = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(f"cannot read {args.config}: {exc}") from exc
+        found = document.get("checkpointer", {}).get("ttl") if isinstance(document, dict) else None
+        if isinstance(found, dict):
+            # Only what a sweep uses; the interval is for a long-running sweeper.
+            ttl = {k: v for k, v in found.items() if k != "sweep_interval_minutes"}
+    if args.strategy is not None:
+        ttl["strategy"] = args.strategy
+    if args.default_ttl is not None:
+        ttl["default_ttl"] = args.default_ttl
+    return ttl
+
+
 async def cmd_sweep(args: argparse.Namespace, out: TextIO) -> int:
+    from .checkpoint.retention import expired_threads, parse_ttl_config
+    from .checkpoint.saver import AsyncSQLAlchemySaver
     from .store.store import AsyncSQLAlchemyStore
 
+    ttl = _sweep_ttl_config(args)
+    policy = parse_ttl_config(ttl)
+    assert policy is not None
+    if args.batch_size < 1:
+        raise InvalidInputError(f"--batch-size must be at least 1, got {args.batch_size}")
+    default = "no default TTL" if policy.default_ttl is None else (
+        f"default TTL {policy.default_ttl:g} min"
+    )
+    items = get_tables(args.schema).store
+
     async def run(engine: AsyncEngine) -> int:
-        store = AsyncSQLAlchemyStore(engine, schema=args.schema)
-        deleted = await store.sweep_ttl()
+        saver = AsyncSQLAlchemySaver(engine, schema=args.schema, ttl=ttl)
+        if args.dry_run:
+            threads = await expired_threads(saver.db, saver.repository, policy)
+            verb = "prune" if policy.strategy == "keep_latest" else "remove"
+            print(
+                f"would {verb} {len(threads)} expired thread(s) "
+                f"(strategy {policy.strategy}, {default})",
+                file=out,
+            )
+            for thread_id in threads:
+                print(f"  {thread_id}", file=out)
+            async with engine.connect() as conn:
+                expired = (
+                    await conn.execute(
+                        select(func.count())
+                        .select_from(items)
+                        .where(items.c.expires_at < func.now())
+                    )
+                ).scalar_one()
+            print(f"would delete {expired} expired item(s)", file=out)
+            return EXIT_OK
+        started = time.monotonic()
+        show = not args.quiet and sys.stderr.isatty()
+
+        def progress(examined: int, due: int) -> None:
+            if show and due:
+                _progress(min(examined, due), due, started, sys.stderr)
+
+        removed = await saver.asweep_ttl(batch_size=args.batch_size, progress=progress)
+        if show:
+            sys.stderr.write("\n")
+        verb = "pruned" if policy.strategy == "keep_latest" else "removed"
+        print(
+            f"{verb} {removed} expired thread(s) (strategy {policy.strategy}, {default})",
+            file=out,
+        )
+        deleted = await AsyncSQLAlchemyStore(engine, schema=args.schema).sweep_ttl()
         print(f"deleted {deleted} expired item(s)", file=out)
         return EXIT_OK
 
@@ -469,7 +537,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_vector_options(p, dims_help="embedding dimensions", dims_required=True)
     p.set_defaults(handler=cmd_vectors)
 
-    p = sub.add_parser("sweep", parents=[common], help="delete expired store items (TTL)")
+    p = sub.add_parser(
+        "sweep",
+        parents=[common],
+        help="remove expired threads (checkpoint TTL) and expired store items",
+        description="Remove the threads whose TTL has passed (their own checkpoint_ttl, else "
+        "the default TTL; without one, only threads with a TTL of their own expire) and the "
+        "store items past their expires_at.",
+    )
+    p.add_argument(
+        "--config",
+        metavar="LANGGRAPH_JSON",
+        help="read strategy, default_ttl and sweep_limit from this file's checkpointer.ttl",
+    )
+    p.add_argument("--strategy", choices=("delete", "keep_latest"), default=None,
+                   help="delete: whole threads (default); keep_latest: newest checkpoints only")
+    p.add_argument("--default-ttl", type=float, metavar="MINUTES",
+                   help="minutes after its last write that a thread expires")
+    p.add_argument("--dry-run", action="store_true", help="list what would go, change nothing")
+    p.add_argument("--batch-size", type=int, default=200, help="threads per statement")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_sweep)
 
     p = sub.add_parser("prune", parents=[common], help="prune threads idle for longer than AGE")

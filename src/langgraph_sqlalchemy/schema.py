@@ -5,7 +5,9 @@ nullability, defaults, primary keys and index names), so that one database can b
 upstream package and by this one alternately. The one deliberate difference is
 ``store.ttl_minutes``: upstream declares it ``INTEGER``, which rounds a 0.1-minute TTL to 0 (an
 item that is expired the moment it is written). It is ``DOUBLE PRECISION`` here; upstream's own
-statements (``ttl_minutes || ' minutes'``, an integer bound to it) keep working on it.
+statements (``ttl_minutes || ' minutes'``, an integer bound to it) keep working on it. One table
+is ours alone, ``checkpoint_thread_activity`` (thread retention); upstream never reads or writes
+it, and its writes are unaffected by it.
 
 Hosts may import :data:`metadata` (e.g. to exclude our tables from their own autogenerate) or
 call :func:`get_tables` for a copy placed in another Postgres schema. The schema is written into
@@ -43,6 +45,7 @@ __all__ = [
     "Tables",
     "checkpoint_blobs",
     "checkpoint_migrations",
+    "checkpoint_thread_activity",
     "checkpoint_writes",
     "checkpoints",
     "get_tables",
@@ -138,6 +141,30 @@ checkpoint_writes = Table(
     Index("checkpoint_writes_thread_id_idx", "thread_id"),
 )
 
+# Ours, not upstream's (revision 0007): when each thread was last written, for thread retention
+# (:mod:`langgraph_sqlalchemy.checkpoint.retention`). One row per thread, whatever its namespaces:
+# the saver's put and put_writes statements touch it, upstream's never do (the sweep falls back to
+# the checkpoints' own ``ts`` for what upstream wrote). No index besides the key, so that the
+# touch on every write is a HOT update; the sweep reads the table whole.
+checkpoint_thread_activity = Table(
+    "checkpoint_thread_activity",
+    metadata,
+    Column("thread_id", Text, nullable=False),
+    Column(
+        "last_activity",
+        DateTime(timezone=True),
+        nullable=False,
+        server_default=func.current_timestamp(),
+    ),
+    # The thread's own TTL in minutes (the run config's ``checkpoint_ttl``); NULL: the
+    # sweeping saver's ``default_ttl``.
+    Column("ttl_minutes", Double(), nullable=True),
+    # When a ``keep_latest`` sweep last pruned the thread (it stays, so it must not be due
+    # again until a further TTL has passed).
+    Column("swept_at", DateTime(timezone=True), nullable=True),
+    PrimaryKeyConstraint("thread_id"),
+)
+
 # --- store ----------------------------------------------------------------------------------------
 
 store = Table(
@@ -190,6 +217,7 @@ CHECKPOINT_TABLE_NAMES = (
     "checkpoints",
     "checkpoint_blobs",
     "checkpoint_writes",
+    "checkpoint_thread_activity",
 )
 STORE_TABLE_NAMES = ("store_migrations", "store")
 VECTOR_TABLE_NAMES = ("vector_migrations", "store_vectors")
@@ -206,6 +234,7 @@ class Tables:
     checkpoints: Table
     checkpoint_blobs: Table
     checkpoint_writes: Table
+    checkpoint_thread_activity: Table
     store_migrations: Table
     store: Table
     vector_migrations: Table
@@ -223,6 +252,7 @@ def _tables_of(md: MetaData, schema: str | None) -> Tables:
         checkpoints=t("checkpoints"),
         checkpoint_blobs=t("checkpoint_blobs"),
         checkpoint_writes=t("checkpoint_writes"),
+        checkpoint_thread_activity=t("checkpoint_thread_activity"),
         store_migrations=t("store_migrations"),
         store=t("store"),
         vector_migrations=t("vector_migrations"),

@@ -77,7 +77,7 @@ async def prune_threads(
         return
 
     async def check(conn: AsyncConnection) -> None:
-        await _refuse_delta_threads(conn, repository, thread_ids)
+        await refuse_delta_threads(conn, repository, thread_ids)
 
     await db.run(check, op="aprune", single_statement=True)
     for thread_id in thread_ids:
@@ -87,12 +87,12 @@ async def prune_threads(
                 # Must be the transaction's first statement; Core has no construct for it.
                 # (On a host connection the host owns the transaction and its isolation.)
                 await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
-            await _keep_latest(conn, repository, thread_id, keep_last)
+            await keep_latest(conn, repository, thread_id, keep_last)
 
         await db.run(keep, op="aprune")
 
 
-async def _refuse_delta_threads(
+async def refuse_delta_threads(
     conn: AsyncConnection, repository: CheckpointRepository, thread_ids: Sequence[str]
 ) -> None:
     """Raise if a thread uses a ``DeltaChannel``.
@@ -201,13 +201,13 @@ async def _heads(
     return [_Head(*row) for row in await conn.execute(stmt)]
 
 
-async def _keep_latest(
+async def keep_latest(
     conn: AsyncConnection, repository: CheckpointRepository, thread_id: str, keep_last: int
 ) -> None:
     c, b, w = repository.checkpoints, repository.blobs, repository.writes
     heads = await _heads(conn, repository, thread_id, keep_last)
     # A thread that started using a DeltaChannel after the batch check is refused here.
-    await _refuse_delta_threads(conn, repository, [thread_id])
+    await refuse_delta_threads(conn, repository, [thread_id])
     kept: dict[str, set[str]] = {}
     for head in heads:
         ids = kept.setdefault(head.checkpoint_ns, set())

@@ -46,6 +46,7 @@ from sqlalchemy.types import NullType
 from ..db.statements import BoundStatement, Statement
 from ..schema import Tables, get_tables
 from .serialization import BlobRow, WriteRow, load_json
+from .thread_activity import KEEP_TTL, TTLUpdate, touch_activity
 
 __all__ = ["CheckpointRepository", "ListFilter", "PageKey", "repository_for"]
 
@@ -294,7 +295,7 @@ class CheckpointRepository:
 
     # --- writes -----------------------------------------------------------------------------------
 
-    def _build_upsert_checkpoint(self, *, with_blobs: bool) -> Insert:
+    def _build_upsert_checkpoint(self, *, with_blobs: bool, track_activity: bool = True) -> Insert:
         c, b = self.checkpoints, self.blobs
         stmt = insert(c).values(
             thread_id=bindparam("thread_id", type_=Text),
@@ -310,6 +311,11 @@ class CheckpointRepository:
             index_elements=[c.c.thread_id, c.c.checkpoint_ns, c.c.checkpoint_id],
             set_={"checkpoint": stmt.excluded.checkpoint, "metadata": stmt.excluded.metadata},
         )
+        if track_activity:
+            # The thread's last activity rides along as one more CTE: same statement, same
+            # round trip (see thread_activity.touch_activity).
+            activity = self.tables.checkpoint_thread_activity
+            stmt = stmt.add_cte(touch_activity(activity).cte("touched_activity"))
         if not with_blobs:
             return stmt
         rows = unnest(
@@ -347,6 +353,20 @@ class CheckpointRepository:
     def _upsert_checkpoint_and_blobs(self) -> Statement[Insert]:
         return Statement(self._build_upsert_checkpoint(with_blobs=True), returns_rows=False)
 
+    @functools.cached_property
+    def _upsert_checkpoint_untracked(self) -> Statement[Insert]:
+        return Statement(
+            self._build_upsert_checkpoint(with_blobs=False, track_activity=False),
+            returns_rows=False,
+        )
+
+    @functools.cached_property
+    def _upsert_checkpoint_and_blobs_untracked(self) -> Statement[Insert]:
+        return Statement(
+            self._build_upsert_checkpoint(with_blobs=True, track_activity=False),
+            returns_rows=False,
+        )
+
     def upsert_checkpoint(
         self,
         *,
@@ -357,12 +377,16 @@ class CheckpointRepository:
         checkpoint_json: str,
         metadata_json: str,
         blobs: Sequence[BlobRow],
+        track_activity: bool = True,
+        thread_ttl: TTLUpdate = KEEP_TTL,
     ) -> BoundStatement:
         """The checkpoint row and its new blobs in ONE statement (atomic, one round trip).
 
         Blobs are write-once per (thread, ns, channel, version): the blob insert is a
         data-modifying CTE with ``ON CONFLICT DO NOTHING`` attached to the checkpoint upsert.
         The checkpoint upsert replaces ``checkpoint`` and ``metadata`` but keeps the parent.
+        ``track_activity``: the thread's activity row is touched in the same statement, with
+        ``thread_ttl`` applied to its own TTL.
         """
         params: dict[str, Any] = {
             "thread_id": thread_id,
@@ -377,10 +401,16 @@ class CheckpointRepository:
             params["blob_versions"] = [r[1] for r in blobs]
             params["blob_types"] = [r[2] for r in blobs]
             params["blob_values"] = [r[3] for r in blobs]
+        if not track_activity:
+            if blobs:
+                return self._upsert_checkpoint_and_blobs_untracked.bind(params)
+            return self._upsert_checkpoint_untracked.bind(params)
+        params.update(thread_ttl.params())
+        if blobs:
             return self._upsert_checkpoint_and_blobs.bind(params)
         return self._upsert_checkpoint.bind(params)
 
-    def _build_insert_writes(self, *, replace: bool) -> Insert:
+    def _build_insert_writes(self, *, replace: bool, track_activity: bool = True) -> Insert:
         w = self.writes
         new = unnest(
             ("idx", bindparam("idx", type_=ARRAY(Integer))),
@@ -408,7 +438,7 @@ class CheckpointRepository:
         )
         key = [w.c.thread_id, w.c.checkpoint_ns, w.c.checkpoint_id, w.c.task_id, w.c.idx]
         if replace:
-            return stmt.on_conflict_do_update(
+            stmt = stmt.on_conflict_do_update(
                 index_elements=key,
                 set_={
                     "channel": stmt.excluded.channel,
@@ -416,7 +446,12 @@ class CheckpointRepository:
                     "blob": stmt.excluded.blob,
                 },
             )
-        return stmt.on_conflict_do_nothing(index_elements=key)
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=key)
+        if track_activity:
+            activity = self.tables.checkpoint_thread_activity
+            stmt = stmt.add_cte(touch_activity(activity).cte("touched_activity"))
+        return stmt
 
     @functools.cached_property
     def _insert_writes_first_wins(self) -> Statement[Insert]:
@@ -425,6 +460,18 @@ class CheckpointRepository:
     @functools.cached_property
     def _upsert_writes_latest_wins(self) -> Statement[Insert]:
         return Statement(self._build_insert_writes(replace=True), returns_rows=False)
+
+    @functools.cached_property
+    def _insert_writes_first_wins_untracked(self) -> Statement[Insert]:
+        return Statement(
+            self._build_insert_writes(replace=False, track_activity=False), returns_rows=False
+        )
+
+    @functools.cached_property
+    def _upsert_writes_latest_wins_untracked(self) -> Statement[Insert]:
+        return Statement(
+            self._build_insert_writes(replace=True, track_activity=False), returns_rows=False
+        )
 
     def insert_writes(
         self,
@@ -436,22 +483,34 @@ class CheckpointRepository:
         task_path: str,
         rows: Sequence[WriteRow],
         replace: bool,
+        track_activity: bool = True,
+        thread_ttl: TTLUpdate = KEEP_TTL,
     ) -> BoundStatement:
-        """A task's writes in one statement; ``replace``: latest wins, else first wins."""
+        """A task's writes in one statement; ``replace``: latest wins, else first wins.
+
+        ``track_activity``: the thread's activity row is touched in the same statement.
+        """
+        params: dict[str, Any] = {
+            "thread_id": thread_id,
+            "checkpoint_ns": checkpoint_ns,
+            "checkpoint_id": checkpoint_id,
+            "task_id": task_id,
+            "task_path": task_path,
+            "idx": [r[0] for r in rows],
+            "channels": [r[1] for r in rows],
+            "types": [r[2] for r in rows],
+            "blobs": [r[3] for r in rows],
+        }
+        if not track_activity:
+            stmt = (
+                self._upsert_writes_latest_wins_untracked
+                if replace
+                else self._insert_writes_first_wins_untracked
+            )
+            return stmt.bind(params)
+        params.update(thread_ttl.params())
         stmt = self._upsert_writes_latest_wins if replace else self._insert_writes_first_wins
-        return stmt.bind(
-            {
-                "thread_id": thread_id,
-                "checkpoint_ns": checkpoint_ns,
-                "checkpoint_id": checkpoint_id,
-                "task_id": task_id,
-                "task_path": task_path,
-                "idx": [r[0] for r in rows],
-                "channels": [r[1] for r in rows],
-                "types": [r[2] for r in rows],
-                "blobs": [r[3] for r in rows],
-            },
-        )
+        return stmt.bind(params)
 
     # --- thread-level maintenance -----------------------------------------------------------------
 

@@ -6,15 +6,18 @@ serializes, and hands each call to :class:`~langgraph_sqlalchemy.database.Databa
 on its own pooled connection in one transaction (retrying transient failures). There is no
 instance-wide lock: concurrent calls on one saver run in parallel, and ``alist`` holds a
 connection only while it fetches one page.
+
+Thread retention (``ttl=``, :meth:`AsyncSQLAlchemySaver.asweep_ttl`) lives in :mod:`.retention`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -34,11 +37,22 @@ from ..errors import InvalidInputError
 from ..input_errors import InvalidInputTypeError, MissingKeyError
 from ..loop_bridge import LoopBridge
 from ..schema import get_tables
+from ..sweeper import TTLSweeper
 from ..telemetry import traced, traced_iterator
 from .configs import read_target, text_id
 from .delta_history import load_delta_channel_history
 from .prune import PRUNE_STRATEGIES, prune_threads
 from .repository import ListFilter, PageKey, repository_for
+from .retention import (
+    DEFAULT_BATCH_SIZE,
+    RetentionPolicy,
+    SweepProgress,
+    ThreadTTLConfig,
+    parse_ttl_config,
+    sweep_interval,
+    sweep_threads,
+    thread_ttl_of,
+)
 from .serialization import (
     CheckpointRow,
     blob_rows,
@@ -50,6 +64,7 @@ from .serialization import (
     stored_metadata,
     write_rows,
 )
+from .thread_activity import RecentTouches, TTLUpdate
 
 __all__ = ["AsyncSQLAlchemySaver"]
 
@@ -67,6 +82,12 @@ def _thread_ids(thread_id: Any = None, *args: Any, **kwargs: Any) -> dict[str, A
     return {"langgraph.thread_id": thread_id}
 
 
+logger = logging.getLogger("langgraph_sqlalchemy")
+
+
+class _SweeperStopped(Exception):
+    """Raised between two batches of a background sweep that stop_ttl_sweeper() ended."""
+
 # Rows per alist round trip: big enough that a full-history listing costs few round trips, small
 # enough that a page (with its blobs) is a bounded amount of memory.
 LIST_PAGE_SIZE = 100
@@ -83,6 +104,13 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
     ``group_commit=True`` (engine-bound): when more puts and task writes arrive at once than
     the pool has connections (many graph runs in one process), those of one kind share one
     round trip and one commit (see :mod:`langgraph_sqlalchemy.db.group_commit`).
+
+    ``ttl`` is thread retention with the keys of ``langgraph.json``'s ``checkpointer.ttl``
+    (``strategy``, ``default_ttl`` in minutes, ``sweep_interval_minutes``, ``sweep_limit``):
+    :meth:`asweep_ttl` removes expired threads, :meth:`start_ttl_sweeper` does so periodically.
+    A run's ``config["configurable"]["checkpoint_ttl"]`` (minutes) sets its thread's own TTL.
+    ``track_activity=False`` stops recording each thread's last write (the sweep then judges by
+    the checkpoints' own timestamps only, as for threads upstream wrote); it is on by default.
     """
 
     def __init__(
@@ -93,13 +121,23 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         schema: str | None = None,
         retry: RetryPolicy | None = None,
         group_commit: bool = False,
+        ttl: ThreadTTLConfig | Mapping[str, Any] | None = None,
+        track_activity: bool = True,
     ) -> None:
+        retention = parse_ttl_config(ttl)
         super().__init__(serde=serde)
         self.db = Database(conn, retry=retry, group_commit=group_commit)
         self.schema = schema
         self.tables = get_tables(schema)
         self.repository = repository_for(schema)
         self._bridge = LoopBridge(type(self).__name__)
+        self.ttl_config = cast(ThreadTTLConfig, dict(ttl)) if ttl is not None else None
+        self._retention = retention
+        self.track_activity = bool(track_activity)
+        # Engine-bound only: a host's transaction may still roll a recorded touch back.
+        self._recent_touches = RecentTouches() if self.db.connection is None else None
+        self._sweeper = TTLSweeper(self._sweep_in_background, what="expired threads")
+        self._sweeper_stopping = False
 
     @classmethod
     @asynccontextmanager
@@ -112,9 +150,14 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         schema: str | None = None,
         pool_config: Mapping[str, Any] | None = None,
         pgbouncer: bool = False,
+        ttl: ThreadTTLConfig | Mapping[str, Any] | None = None,
+        track_activity: bool = True,
+        retry: RetryPolicy | None = None,
+        group_commit: bool = False,
         **engine_kwargs: Any,
     ) -> AsyncIterator[AsyncSQLAlchemySaver]:
-        """A saver on an engine of its own for ``conn_string``, disposed on exit.
+        """A saver on an engine of its own for ``conn_string``, disposed on exit (its TTL
+        sweeper, if started, stopped first).
 
         ``postgresql://`` URLs (libpq style, as upstream takes them) run on asyncpg.
         ``pipeline`` is accepted for upstream's callers and changes nothing: each call is
@@ -122,11 +165,25 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         """
         from ..engine import create_engine
 
+        # Checked before an engine exists, so a bad ttl leaves nothing to dispose.
+        parse_ttl_config(ttl)
         engine = create_engine(
             conn_string, pool_config=pool_config, pgbouncer=pgbouncer, **engine_kwargs
         )
         try:
-            yield cls(engine, serde=serde, schema=schema)
+            saver = cls(
+                engine,
+                serde=serde,
+                schema=schema,
+                retry=retry,
+                group_commit=group_commit,
+                ttl=ttl,
+                track_activity=track_activity,
+            )
+            try:
+                yield saver
+            finally:
+                await saver.stop_ttl_sweeper()
         finally:
             await engine.dispose()
 
@@ -255,6 +312,7 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         """Save ``checkpoint`` (child of the config's ``checkpoint_id``) in one statement."""
         self._bridge.bind()
         target = read_target(config, "aput", require_ns=True)
+        thread_ttl = thread_ttl_of(config, "aput")
         # Upstream fails with TypeError / KeyError here; these are those types too.
         if not isinstance(checkpoint, Mapping):
             raise InvalidInputTypeError("aput: checkpoint must be a Checkpoint dict with an 'id'")
@@ -267,6 +325,7 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         metadata_json = dump_json(
             stored_metadata(config, metadata), what="aput: checkpoint metadata"
         )
+        track = self._touch_needed(target.thread_id, thread_ttl)
 
         statement = self.repository.upsert_checkpoint(
             thread_id=target.thread_id,
@@ -276,8 +335,11 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
             checkpoint_json=checkpoint_json,
             metadata_json=metadata_json,
             blobs=blobs,
+            track_activity=track,
+            thread_ttl=thread_ttl,
         )
         await self.db.fetch(statement, op="aput")
+        self._touched(track, target.thread_id, thread_ttl)
         return {
             "configurable": {
                 "thread_id": target.thread_id,
@@ -304,11 +366,13 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         assert target.checkpoint_id is not None
         task = text_id(task_id, "task_id", "aput_writes")
         path = text_id(task_path or "", "task_path", "aput_writes")
+        thread_ttl = thread_ttl_of(config, "aput_writes")
         if not writes:
             return
         rows = write_rows(self.serde, writes)
         replace = all(channel in WRITES_IDX_MAP for _, channel, _, _ in rows)
         rows = one_row_per_idx(rows, keep_last=replace)
+        track = self._touch_needed(target.thread_id, thread_ttl)
         statement = self.repository.insert_writes(
             thread_id=target.thread_id,
             checkpoint_ns=target.checkpoint_ns,
@@ -317,8 +381,11 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
             task_path=path,
             rows=rows,
             replace=replace,
+            track_activity=track,
+            thread_ttl=thread_ttl,
         )
         await self.db.fetch(statement, op="aput_writes")
+        self._touched(track, target.thread_id, thread_ttl)
 
     # --- maintenance ------------------------------------------------------------------------------
 
@@ -391,6 +458,89 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         await prune_threads(
             self.db, self.repository, ids, strategy=strategy, keep_last=keep_last or 1
         )
+
+    # --- thread retention ---------------------------------------------------------------------
+
+    def _touch_needed(self, thread_id: str, thread_ttl: TTLUpdate) -> bool:
+        """Whether this write carries the activity touch (see RecentTouches)."""
+        if not self.track_activity:
+            return False
+        touches = self._recent_touches
+        return touches is None or touches.needed(thread_id, thread_ttl)
+
+    def _touched(self, track: bool, thread_id: str, thread_ttl: TTLUpdate) -> None:
+        if track and self._recent_touches is not None:
+            self._recent_touches.record(thread_id, thread_ttl)
+
+    @traced("asweep_ttl", "checkpoints")
+    async def asweep_ttl(
+        self,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: SweepProgress | None = None,
+    ) -> int:
+        """Remove the threads that have expired now; returns how many it removed.
+
+        A thread expires ``default_ttl`` minutes (its own ``checkpoint_ttl``, if a run set one)
+        after its last write. ``strategy="delete"`` removes it whole, ``batch_size`` threads per
+        statement; ``"keep_latest"`` prunes it to its newest checkpoint per namespace, as
+        :meth:`aprune` (threads that use a ``DeltaChannel`` are left alone and logged) and
+        counts those. Safe to run from many processes at once; see :mod:`.retention`.
+        ``progress(examined, due)`` is called (or awaited) after every batch.
+        """
+        self._bridge.bind()
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInputError(
+                f"asweep_ttl: batch_size must be an int >= 1, got {batch_size!r}"
+            )
+        return await sweep_threads(
+            self.db,
+            self.repository,
+            self._retention or RetentionPolicy(),
+            batch_size=batch_size,
+            progress=progress,
+        )
+
+    async def _sweep_in_background(self) -> int:
+        # TTLSweeper reports in the store's words and ends on nothing: this sweep logs for
+        # itself (and a failed one, e.g. the database away for longer than the retries, just
+        # waits for the next interval). A stop ends a long sweep between two batches (each is
+        # whole on its own) rather than after the last.
+        def stop_between_batches(examined: int, due: int) -> None:
+            if self._sweeper_stopping:
+                raise _SweeperStopped
+
+        try:
+            removed = await self.asweep_ttl(progress=stop_between_batches)
+        except _SweeperStopped:
+            return 0
+        except Exception:
+            logger.exception("checkpoint TTL sweep failed; retrying at the next interval")
+            return 0
+        if removed:
+            logger.info("checkpoint TTL sweep removed %d expired thread(s)", removed)
+        return 0
+
+    async def start_ttl_sweeper(
+        self, sweep_interval_minutes: float | None = None
+    ) -> asyncio.Task[None]:
+        """Run :meth:`asweep_ttl` every ``sweep_interval_minutes`` (default: the ttl config's,
+        else 5) in a background task on the running loop; returns the task (already running:
+        the same task). The first sweep runs one interval after the start."""
+        self._bridge.bind()
+        if sweep_interval_minutes is None and self._retention is not None:
+            sweep_interval_minutes = self._retention.sweep_interval_minutes
+        interval = sweep_interval(5.0 if sweep_interval_minutes is None else sweep_interval_minutes)
+        if not self._sweeper.running:
+            self._sweeper_stopping = False
+        return self._sweeper.start(interval)
+
+    async def stop_ttl_sweeper(self, timeout: float | None = None) -> bool:
+        """Stop the sweeper (a sweep under way stops after its current batch); False if it did
+        not stop within ``timeout`` seconds."""
+        self._sweeper_stopping = True
+        return await self._sweeper.stop(timeout)
+
 
     @traced("aget_delta_channel_history", "checkpoint_writes", _config_ids)
     async def aget_delta_channel_history(
@@ -473,6 +623,13 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
     ) -> None:
         self._bridge.run(
             "prune", self.aprune(thread_ids, strategy=strategy, keep_last=keep_last)
+        )
+
+    def sweep_ttl(
+        self, *, batch_size: int = DEFAULT_BATCH_SIZE, progress: SweepProgress | None = None
+    ) -> int:
+        return self._bridge.run(
+            "sweep_ttl", self.asweep_ttl(batch_size=batch_size, progress=progress)
         )
 
     def get_delta_channel_history(

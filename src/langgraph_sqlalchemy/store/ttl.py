@@ -1,4 +1,4 @@
-"""TTLs: checking them, and the sweeper, a background task deleting expired items.
+"""Store TTLs: checking them (the sweeper that deletes expired items is :mod:`..sweeper`).
 
 Expired rows are invisible with ``omit_expired`` (and revived by a read refresh without it);
 either way they take space until swept. One sweep is one ``DELETE ... WHERE expires_at <
@@ -14,18 +14,16 @@ upstream created.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import decimal
 import fractions
-import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import cast
 
 from langgraph.store.base import TTLConfig
 
 from ..errors import InvalidInputError
+from ..sweeper import TTLSweeper
 
 __all__ = [
     "MAX_TTL_MINUTES",
@@ -36,7 +34,6 @@ __all__ = [
     "check_ttl_config",
 ]
 
-logger = logging.getLogger("langgraph_sqlalchemy")
 
 MAX_TTL_MINUTES = 1_000_000_000
 
@@ -100,55 +97,3 @@ def check_ttl_config(ttl: object) -> TTLConfig | None:
     if interval is not None:
         check_sweep_interval(interval, what="TTLConfig sweep_interval_minutes")
     return cast(TTLConfig, ttl)
-
-
-class TTLSweeper:
-    """Runs ``sweep()`` every ``interval_minutes`` until stopped."""
-
-    def __init__(self, sweep: Callable[[], Awaitable[int]]) -> None:
-        self._sweep = sweep
-        self._task: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
-
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    def start(self, interval_minutes: float) -> asyncio.Task[None]:
-        if self._task is not None and not self._task.done():
-            return self._task
-        interval_minutes = check_sweep_interval(interval_minutes)
-        self._stop = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(
-            self._loop(interval_minutes * 60.0), name="langgraph_sqlalchemy.ttl_sweeper"
-        )
-        return self._task
-
-    async def _loop(self, interval_seconds: float) -> None:
-        while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=interval_seconds)
-            if self._stop.is_set():
-                return
-            try:
-                deleted = await self._sweep()
-            except Exception:
-                # A failed sweep (database briefly away) must not end the sweeper.
-                logger.exception("store TTL sweep failed; retrying at the next interval")
-            else:
-                if deleted:
-                    logger.info("store TTL sweep deleted %d expired items", deleted)
-
-    async def stop(self, timeout: float | None = None) -> bool:
-        """Stop the task; False if it did not finish within ``timeout`` seconds."""
-        task = self._task
-        if task is None or task.done():
-            self._task = None
-            return True
-        self._stop.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(task), timeout=timeout)
-        except asyncio.TimeoutError:
-            return False
-        self._task = None
-        return True
