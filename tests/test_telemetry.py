@@ -42,6 +42,7 @@ from langgraph_sqlalchemy import (
     AsyncSQLAlchemyStore,
     DatabaseError,
     InvalidInputError,
+    migrations,
     telemetry,
 )
 from langgraph_sqlalchemy.db import OBSERVABLE_OPTION
@@ -442,6 +443,18 @@ async def test_identifiers_are_recorded_only_after_opting_in(
 # --- retries and pool waits as span events -----------------------------------------------------
 
 
+@pytest.fixture
+async def own_url(new_database: Callable[[], Awaitable[str]]) -> str:
+    """A migrated database nobody else uses: its backends are ours to kill."""
+    url = await new_database()
+    engine = create_engine(url)
+    try:
+        await migrations.upgrade(engine)
+    finally:
+        await engine.dispose()
+    return url
+
+
 async def _terminate_other_backends(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
         killed = (
@@ -459,14 +472,15 @@ async def _terminate_other_backends(engine: AsyncEngine) -> int:
 
 @pytest.mark.parametrize("path", ["shortcut", "observable"])
 async def test_a_retry_is_an_event_on_the_operation_span(
-    database_url: str, engine: AsyncEngine, spans: Recorder, path: str
+    own_url: str, spans: Recorder, path: str
 ) -> None:
     options = {OBSERVABLE_OPTION: True} if path == "observable" else {}
-    own = create_engine(database_url, pool_size=1, max_overflow=0, execution_options=options)
+    own = create_engine(own_url, pool_size=1, max_overflow=0, execution_options=options)
+    killer = create_engine(own_url)
     try:
         saver = AsyncSQLAlchemySaver(own)
         stored = await saver.aput(cfg("retry"), checkpoint(), {}, {})  # the pooled connection
-        assert await _terminate_other_backends(engine) >= 1
+        assert await _terminate_other_backends(killer) == 1
         spans.clear()
         with spans.caller() as caller:
             found = await saver.aget_tuple(stored)
@@ -480,6 +494,7 @@ async def test_a_retry_is_an_event_on_the_operation_span(
         assert isinstance(attributes["delay_s"], float) and attributes["delay_s"] >= 0
     finally:
         await own.dispose()
+        await killer.dispose()
 
 
 async def test_waiting_for_a_pooled_connection_is_an_event(
