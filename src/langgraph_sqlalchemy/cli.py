@@ -37,7 +37,8 @@ from .errors import (
     LangGraphSQLAlchemyError,
     MigrationError,
 )
-from .schema import TABLE_NAMES, get_tables
+from .schema import get_tables
+from .stats import human_bytes, table_stats
 from .store.vector_layer import DISTANCE_TYPES, INDEX_KINDS, VECTOR_TYPES, index_parameters
 
 __all__ = ["main"]
@@ -418,42 +419,19 @@ async def cmd_prune(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def cmd_stats(args: argparse.Namespace, out: TextIO) -> int:
-    tables = get_tables(args.schema)
-
     async def run(engine: AsyncEngine) -> int:
-        rows: list[tuple[str, int | None, int | None]] = []
         async with engine.connect() as conn:
-            for name in TABLE_NAMES:
-                table = getattr(tables, name)
-                qualified = f"{args.schema}.{name}" if args.schema else name
-                # to_regclass answers NULL for a table that does not exist (e.g. no vector
-                # layer) instead of failing the whole report.
-                oid = (await conn.execute(select(func.to_regclass(qualified)))).scalar()
-                if oid is None:
-                    rows.append((name, None, None))
-                    continue
-                count = (await conn.execute(select(func.count()).select_from(table))).scalar_one()
-                size_of = func.pg_total_relation_size(func.to_regclass(qualified))
-                size = (await conn.execute(select(size_of))).scalar_one()
-                rows.append((name, int(count), int(size)))
+            found = await table_stats(conn, args.schema)
         print(f"{'table':<24}{'rows':>12}{'size':>12}", file=out)
-        for name, n_rows, n_bytes in rows:
-            if n_rows is None or n_bytes is None:
-                print(f"{name:<24}{'-':>12}{'absent':>12}", file=out)
+        for table in found:
+            if table.rows is None or table.size_bytes is None:
+                print(f"{table.name:<24}{'-':>12}{'absent':>12}", file=out)
             else:
-                print(f"{name:<24}{n_rows:>12}{_human_bytes(n_bytes):>12}", file=out)
+                size = human_bytes(table.size_bytes)
+                print(f"{table.name:<24}{table.rows:>12}{size:>12}", file=out)
         return EXIT_OK
 
     return await _with_engine(args, run)
-
-
-def _human_bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TB"  # pragma: no cover
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:

