@@ -40,6 +40,14 @@ _GROUP_COMMIT = (
     "opt-in group commit: concurrent puts and writes of one kind that wait for a pooled "
     "connection share one round trip and one commit"
 )
+_THREAD_TTL = (
+    "thread retention (docs/retention.md), with the keys of langgraph.json's checkpointer.ttl; "
+    "upstream has none"
+)
+_TRACK_ACTIVITY = (
+    "records each thread's last write for thread retention, in the same statement as the put "
+    "(on by default)"
+)
 _KEEP_LAST = "keep_latest can keep the newest N checkpoints per namespace (default 1, as upstream)"
 
 SURFACE: dict[str, str] = {
@@ -65,6 +73,18 @@ SURFACE: dict[str, str] = {
     ),
     "AsyncSQLAlchemySaver.__init__(retry): ours only": _RETRY,
     "AsyncSQLAlchemySaver.__init__(group_commit): ours only": _GROUP_COMMIT,
+    "AsyncSQLAlchemySaver.from_conn_string(group_commit): ours only": _GROUP_COMMIT,
+    "AsyncSQLAlchemySaver.from_conn_string(retry): ours only": _RETRY,
+    "AsyncSQLAlchemySaver.__init__(ttl): ours only": _THREAD_TTL,
+    "AsyncSQLAlchemySaver.from_conn_string(ttl): ours only": _THREAD_TTL,
+    "AsyncSQLAlchemySaver.ttl_config: ours only": _THREAD_TTL,
+    "AsyncSQLAlchemySaver.asweep_ttl: ours only": _THREAD_TTL,
+    "AsyncSQLAlchemySaver.sweep_ttl: ours only": _THREAD_TTL,
+    "AsyncSQLAlchemySaver.start_ttl_sweeper: ours only": _THREAD_TTL,
+    "AsyncSQLAlchemySaver.stop_ttl_sweeper: ours only": _THREAD_TTL,
+    "AsyncSQLAlchemySaver.__init__(track_activity): ours only": _TRACK_ACTIVITY,
+    "AsyncSQLAlchemySaver.from_conn_string(track_activity): ours only": _TRACK_ACTIVITY,
+    "AsyncSQLAlchemySaver.track_activity: ours only": _TRACK_ACTIVITY,
     "AsyncSQLAlchemySaver.__init__(schema): ours only": _SCHEMA,
     "AsyncSQLAlchemySaver.conn: property, upstream attribute": _CONN_READ_ONLY,
     "AsyncSQLAlchemySaver.loop: property, upstream attribute": (

@@ -361,7 +361,7 @@ async def test_bad_input_marks_the_span_without_a_sqlstate(
     with spans.caller() as caller, pytest.raises(InvalidInputError):
         await saver.aget_tuple({"configurable": {"checkpoint_ns": ""}})  # no thread_id
     (span,) = children_of(spans.ours(), caller)
-    assert_failed(span, "InvalidInputError", None)
+    assert_failed(span, "MissingKeyError", None)  # an InvalidInputError and a KeyError
 
 
 async def test_a_failing_store_call_marks_its_span(engine: AsyncEngine, spans: Recorder) -> None:

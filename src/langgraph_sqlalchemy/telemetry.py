@@ -20,17 +20,30 @@ SQLAlchemy instrumentation, an APM agent): they run inside these spans, so they 
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+import time
+from collections import deque
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Hashable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 try:
+    from opentelemetry import context as _context
     from opentelemetry import trace as _trace
     from opentelemetry.trace import SpanKind, Status, StatusCode
 except ImportError:  # the optional extra is not installed
     _trace = None  # type: ignore[assignment]
+    _context = None  # type: ignore[assignment]
 
 __all__ = [
+    "WaitingCallers",
     "operation_span",
     "record_event",
     "record_identifiers",
@@ -91,6 +104,10 @@ def _base_attributes(owner: Any, operation: str, collection: str) -> dict[str, A
     db = getattr(owner, "db", None)
     if db is not None:
         attributes.update(db.span_attributes)
+        schema = getattr(owner, "schema", None)
+        if isinstance(schema, str) and schema:
+            # The conventions join namespace parts from the most general, with "|".
+            attributes["db.namespace"] = f"{attributes.get('db.namespace', '')}|{schema}"
     return attributes
 
 
@@ -111,6 +128,7 @@ def operation_span(
     operation: str,
     collection: str,
     identifiers: Mapping[str, Any] | None = None,
+    parents: Sequence[Any] = (),
 ) -> Iterator[Any]:
     """One CLIENT span around an operation of ``owner`` (a saver or store), as the current
     span; None inside when OpenTelemetry (its package or an SDK) is not there."""
@@ -121,10 +139,15 @@ def operation_span(
     attributes = _base_attributes(owner, operation, collection)
     if identifiers and _SETTINGS["identifiers"]:
         attributes.update({k: v for k, v in identifiers.items() if v is not None})
+    # ``parents``: the contexts of callers this operation serves (queued store operations):
+    # the span goes under the first and links the others.
+    links = [_trace.Link(_trace.get_current_span(p).get_span_context()) for p in parents[1:]]
     with tracer.start_as_current_span(
         f"{operation} {collection}",
+        context=parents[0] if parents else None,
         kind=SpanKind.CLIENT,
         attributes=attributes,
+        links=links,
         record_exception=False,
         set_status_on_exception=False,
     ) as span:
@@ -140,13 +163,15 @@ def traced(
     operation: str,
     collection: str,
     identifiers: Callable[..., Mapping[str, Any]] | None = None,
+    parents: Callable[..., Sequence[Any]] | None = None,
 ) -> Callable[
     [Callable[..., Coroutine[Any, Any, T]]], Callable[..., Coroutine[Any, Any, T]]
 ]:
     """Decorate an async method: one span per call (see :func:`operation_span`).
 
     ``identifiers(*args, **kwargs)`` gives the identifying attributes, asked for only when
-    :func:`record_identifiers` is on.
+    :func:`record_identifiers` is on. ``parents(self, *args, **kwargs)`` gives the contexts of
+    the callers the call serves, when it runs on their behalf elsewhere (a store batch).
     """
 
     def decorate(
@@ -164,7 +189,8 @@ def traced(
                 if identifiers is not None and _SETTINGS["identifiers"]
                 else None
             )
-            with operation_span(self, operation, collection, ids):
+            callers = parents(self, *args, **kwargs) if parents is not None else ()
+            with operation_span(self, operation, collection, ids, callers):
                 return await method(self, *args, **kwargs)
 
         return wrapper
@@ -210,7 +236,12 @@ def traced_iterator(
             )
             try:
                 while True:
-                    with _trace.use_span(span, end_on_exit=False):
+                    with _trace.use_span(
+                        span,
+                        end_on_exit=False,
+                        record_exception=False,
+                        set_status_on_exception=False,
+                    ):
                         try:
                             item = await inner.__anext__()
                         except StopAsyncIteration:
@@ -249,3 +280,51 @@ def record_event(name: str, attributes: Mapping[str, Any]) -> None:
     span = _trace.get_current_span()
     if span.is_recording():
         span.add_event(name, dict(attributes))
+
+
+# How long a noted caller may wait for its batch before it is forgotten (its op was dropped:
+# deduplicated into another caller's, or cancelled).
+_WAIT_LIMIT_SECONDS = 60.0
+_MAX_WAITING = 4096
+
+
+class WaitingCallers:
+    """The tracing contexts of callers whose operations wait in a store's batch queue.
+
+    LangGraph's batched store runs queued operations in a task of its own, created with the
+    context of the store's creation, not of its callers. Each public store call notes its
+    context under a key describing its operation; the batch that runs those operations takes
+    them back, so that its span goes under its (first) caller and links the others. Nothing
+    is noted while no tracer records.
+    """
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: deque[tuple[Hashable, Any, float]] = deque()
+
+    def note(self, key: Hashable) -> None:
+        if _context is None or _tracer() is None:
+            return
+        self._entries.append((key, _context.get_current(), time.monotonic()))
+        if len(self._entries) > _MAX_WAITING:
+            self._entries.popleft()
+
+    def take(self, keys: Sequence[Hashable]) -> list[Any]:
+        """The noted contexts of these operations' callers (every caller of a key: identical
+        operations are run once for all of them), in the order they were noted."""
+        if not self._entries:
+            return []
+        wanted = set(keys)
+        oldest = time.monotonic() - _WAIT_LIMIT_SECONDS
+        found: list[Any] = []
+        kept: deque[tuple[Hashable, Any, float]] = deque()
+        for key, context, noted in self._entries:
+            if noted < oldest:
+                continue
+            if key in wanted:
+                found.append(context)
+            else:
+                kept.append((key, context, noted))
+        self._entries = kept
+        return found

@@ -423,15 +423,15 @@ class Database:
             "%s: transient database error (attempt %d of %d), retrying in %.2fs: %s",
             op, attempt, self.retry.max_attempts, delay, describe(exc),
         )
-        telemetry.record_event(
-            "db.client.retry",
-            {
-                "attempt": attempt,
-                "delay_s": delay,
-                "error.type": type(exc).__qualname__,
-                "db.response.status_code": sqlstate(exc) or "",
-            },
-        )
+        event: dict[str, Any] = {
+            "attempt": attempt,
+            "delay_s": delay,
+            "error.type": type(exc).__qualname__,
+        }
+        code = sqlstate(exc)
+        if code is not None:
+            event["db.response.status_code"] = code
+        telemetry.record_event("db.client.retry", event)
         await asyncio.sleep(delay)
 
     # --- connection-bound calls -------------------------------------------------------------

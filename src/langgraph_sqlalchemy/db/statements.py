@@ -8,8 +8,10 @@ a Core statement once per dialect through public API (``compile()`` and
 ``construct_expanded_state()``), keeps the SQL text, the order of its positional parameters,
 their bind processors and the constants fixed in the statement, and runs it with
 ``AsyncConnection.exec_driver_sql``: the statement still passes through the connection's
-execution machinery, so ``echo``, the ``sqlalchemy.engine`` logger and every execute and
-cursor-execute event listener (tracing, APM agents) see it exactly once.
+execution machinery, so ``echo``, the ``sqlalchemy.engine`` logger, ``handle_error`` and the
+cursor-execute listeners (tracing, APM agents) see it exactly once. ``exec_driver_sql`` does not
+fire ``before_execute`` / ``after_execute``; with a listener of those on the engine the Core
+statement runs through ``conn.execute`` instead, and they see it once too.
 
 Only public API: from the compiled object ``Compiled.string`` and ``params`` and
 ``SQLCompiler.construct_expanded_state()`` (whose ``ExpandedState`` gives the positional order
@@ -95,7 +97,7 @@ def _compile(statement: ClauseElement, dialect: Dialect) -> CompiledForm | None:
         return None  # rendered at execution time: the text differs from call to call
     if state.positiontup is None:
         return None
-    binds = [e for e in visitors.iterate(statement) if isinstance(e, BindParameter)]
+    binds = _binds_of(statement)
     entries: list[tuple[str | None, Any, _Processor | None]] = []
     for key in state.positiontup:
         value = state.parameters[key]
@@ -113,6 +115,26 @@ def _compile(statement: ClauseElement, dialect: Dialect) -> CompiledForm | None:
 
 
 _UNKNOWN: Any = object()
+
+
+def _binds_of(statement: ClauseElement) -> list[BindParameter[Any]]:
+    """Every ``BindParameter`` of the statement, including those of FROM items that only
+    its columns refer to (a DELETE ... USING unnest(...) is rendered from its WHERE clause's
+    columns, whose table a plain traversal does not visit)."""
+    binds: list[BindParameter[Any]] = []
+    seen: set[int] = set()
+    pending: list[ClauseElement] = [statement]
+    while pending:
+        for element in visitors.iterate(pending.pop()):
+            if id(element) in seen:
+                continue
+            seen.add(id(element))
+            if isinstance(element, BindParameter):
+                binds.append(element)
+            table = getattr(element, "table", None)
+            if isinstance(table, ClauseElement) and id(table) not in seen:
+                pending.append(table)
+    return binds
 
 
 def _bind_processor(bind: BindParameter[Any], dialect: Dialect) -> _Processor | None:
@@ -192,10 +214,21 @@ class BoundStatement:
         return None if form is None else (form.sql, form.values(self.params))
 
     async def execute(self, conn: AsyncConnection) -> Rows:
-        """Run it on ``conn`` through SQLAlchemy and return every row (none for plain DML)."""
+        """Run it on ``conn`` through SQLAlchemy and return every row (none for plain DML).
+
+        ``exec_driver_sql`` when it is equivalent; ``conn.execute`` of the Core statement when
+        only that is: a ``schema_translate_map``, or a ``before_execute`` / ``after_execute``
+        listener, which ``exec_driver_sql`` does not fire (SQLAlchemy documents it so; the
+        cursor-level events, the log and ``handle_error`` see both alike).
+        """
         form = self.statement.form(conn.dialect)
-        if form is None or conn.sync_connection is None or (
-            conn.sync_connection.get_execution_options().get("schema_translate_map")
+        sync = conn.sync_connection
+        if (
+            form is None
+            or sync is None
+            or sync.get_execution_options().get("schema_translate_map")
+            or sync.dispatch.before_execute
+            or sync.dispatch.after_execute
         ):
             result = await conn.execute(self.statement.statement, dict(self.params))
         else:

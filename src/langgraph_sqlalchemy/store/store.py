@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -50,7 +50,7 @@ from ..engine import create_engine
 from ..errors import DatabaseError, InvalidInputError
 from ..input_errors import InvalidInputTypeError, check_encodable
 from ..schema import get_tables, validate_schema_name, vector_embedding_table
-from ..telemetry import traced
+from ..telemetry import WaitingCallers, traced
 from .embedding import (
     FieldPath,
     IndexSettings,
@@ -182,6 +182,19 @@ def _sqlstate(exc: BaseException) -> str | None:
     return None
 
 
+def _op_key(op: object) -> Hashable:
+    """What :meth:`AsyncSQLAlchemyStore._callers` notes a queued operation under."""
+    if isinstance(op, GetOp):
+        return ("get", tuple(op.namespace), op.key)
+    if isinstance(op, PutOp):
+        return ("put", tuple(op.namespace), op.key)
+    if isinstance(op, SearchOp):
+        return ("search", tuple(op.namespace_prefix), op.query, op.limit, op.offset)
+    if isinstance(op, ListNamespacesOp):
+        return ("list", op.max_depth, op.limit, op.offset)
+    return None
+
+
 def _namespace_ids(namespace: Any = None, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Span attributes identifying a call's namespace (recorded on opt-in only)."""
     namespace = kwargs.get("namespace", kwargs.get("namespace_prefix", namespace))
@@ -235,6 +248,8 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
         # Upstream exposes the loop it was created on; the batched calls run there.
         self.loop = asyncio.get_running_loop()
         self._sweeper = TTLSweeper(self.sweep_ttl)
+        # Tracing contexts of callers whose ops wait for the batch task (see telemetry).
+        self._callers = WaitingCallers()
         super().__init__()
 
     @property
@@ -428,7 +443,9 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
         self, namespace: tuple[str, ...], key: str, *, refresh_ttl: bool | None = None
     ) -> Item | None:
         labels = validate_labels(namespace)
-        return await super().aget(labels, _check_key(key, "get"), refresh_ttl=refresh_ttl)
+        text_key = _check_key(key, "get")
+        self._callers.note(("get", labels, text_key))
+        return await super().aget(labels, text_key, refresh_ttl=refresh_ttl)
 
     @traced("asearch", "store", _namespace_ids)
     async def asearch(
@@ -446,6 +463,7 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
         _check_page(limit, offset, "search")
         parse_filter(filter)
         self._check_query(query)
+        self._callers.note(("search", labels, query, limit, offset))
         return await super().asearch(
             labels,
             query=query,
@@ -478,12 +496,15 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
                 check_ttl(ttl)
             if index not in (None, False) and self._current_index() is not None:
                 _index_paths(index, what)
+        self._callers.note(("put", labels, text_key))
         await super().aput(labels, text_key, value, index, ttl=ttl)
 
     @traced("adelete", "store", _namespace_ids)
     async def adelete(self, namespace: tuple[str, ...], key: str) -> None:
         labels = validate_labels(namespace)
-        await super().adelete(labels, _check_key(key, "delete"))
+        text_key = _check_key(key, "delete")
+        self._callers.note(("put", labels, text_key))
+        await super().adelete(labels, text_key)
 
     @traced("alist_namespaces", "store")
     async def alist_namespaces(
@@ -499,6 +520,7 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
         suffix_labels = validate_labels(suffix, what="suffix") if suffix is not None else None
         _check_max_depth(max_depth)
         _check_page(limit, offset, "list_namespaces")
+        self._callers.note(("list", max_depth, limit, offset))
         return await super().alist_namespaces(
             prefix=prefix_labels,
             suffix=suffix_labels,
@@ -506,6 +528,12 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
             limit=limit,
             offset=offset,
         )
+
+    def _batch_callers(self, ops: object) -> list[Any]:
+        """The tracing contexts of the callers whose queued ops this batch runs."""
+        if not isinstance(ops, Sequence):
+            return []
+        return self._callers.take([_op_key(op) for op in ops])
 
     def _check_query(self, query: object) -> None:
         # Without an index upstream ignores the query (a plain search), whatever it is.
@@ -611,7 +639,7 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
         rows.sort(key=lambda r: (r.prefix, r.key, r.field_name))
         return owners, rows
 
-    @traced("abatch", "store")
+    @traced("abatch", "store", parents=lambda self, ops, *_, **__: self._batch_callers(ops))
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         ops = list(ops)
         # The index matters only to puts of values and to searches with a query.
