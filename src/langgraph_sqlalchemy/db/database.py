@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.events import ConnectionEvents, DialectEvents
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool import Pool, QueuePool
 from sqlalchemy.pool.events import PoolEvents
 
 from .. import telemetry
@@ -124,6 +125,15 @@ def unobserved(engine: Engine) -> bool:
         return False
     options = engine.get_execution_options()
     return not (options.get("schema_translate_map") or options.get(OBSERVABLE_OPTION))
+
+
+def _never_reached(pool: Pool) -> bool:
+    """Whether no call of ours has reached this pool's server, and the pool holds no
+    connection (a host that has been using the engine has, and then a refused connection
+    means the server went away, not a wrong address)."""
+    if pool in _REACHED:
+        return False
+    return not (isinstance(pool, QueuePool) and pool.checkedin() + pool.checkedout() > 0)
 
 
 def _where(engine: AsyncEngine) -> str:
@@ -399,7 +409,7 @@ class Database:
         assert self.engine is not None
         if not is_transient(exc):
             raise translate(exc, op) from exc
-        first_contact = self.engine.sync_engine.pool not in _REACHED
+        first_contact = _never_reached(self.engine.sync_engine.pool)
         if first_contact:
             # Never reached in this process: most likely a wrong address or a server that is
             # not running. A short budget, and the address in the message.
