@@ -11,6 +11,7 @@ loops, and what is left after exit: no thread (``threading.enumerate``) and no s
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import gc
 import multiprocessing
@@ -505,6 +506,75 @@ def test_ctrl_c_while_a_sync_call_waits_cancels_the_call(url: str) -> None:
             locker.rollback()
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+# --- what the caller's thread carries into the call --------------------------------------------
+
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+class RecordingContext(JsonPlusSerializer):
+    """A serializer noting the REQUEST_ID it runs under (on the saver's loop thread)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, str]] = []
+
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+        self.seen.append(("dumps", REQUEST_ID.get()))
+        return super().dumps_typed(obj)
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        self.seen.append(("loads", REQUEST_ID.get()))
+        return super().loads_typed(data)
+
+
+def test_calls_run_in_the_callers_context(url: str) -> None:
+    """Context variables of the calling thread (an OpenTelemetry span, a request id) are set
+    while its call runs on the saver's loop, for each thread its own, listings included."""
+    serde = RecordingContext()
+    with SQLAlchemySaver.from_conn_string(url, serde=serde) as saver:
+        thread_id = _thread()
+
+        def request(request_id: str) -> None:
+            REQUEST_ID.set(request_id)
+            config: RunnableConfig = {
+                "configurable": {"thread_id": f"{thread_id}-{request_id}", "checkpoint_ns": ""}
+            }
+            cp = checkpoint({"blob": [request_id]})
+            saver.put(config, cp, {}, cp["channel_versions"])
+            assert [t.checkpoint["id"] for t in saver.list(config)] == [cp["id"]]
+
+        workers = [threading.Thread(target=request, args=(f"r{i}",)) for i in range(4)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert sorted(serde.seen) == sorted(
+            [("dumps", f"r{i}") for i in range(4)] + [("loads", f"r{i}") for i in range(4)]
+        )
+        # Nothing leaks from one call into the next: this thread never set it.
+        serde.seen.clear()
+        assert saver.get_tuple({"configurable": {"thread_id": f"{thread_id}-r0"}}) is not None
+        assert serde.seen == [("loads", "-")]
+
+
+async def test_the_async_savers_sync_twins_run_in_the_callers_context(
+    engine: AsyncEngine,
+) -> None:
+    serde = RecordingContext()
+    saver = AsyncSQLAlchemySaver(engine, serde=serde)
+    await saver.aget_tuple(thread_config("bind-the-loop"))
+    config: RunnableConfig = {"configurable": {"thread_id": _thread(), "checkpoint_ns": ""}}
+    cp = checkpoint({"blob": ["x"]})
+
+    def in_a_worker_thread() -> None:
+        REQUEST_ID.set("from-a-thread")
+        saver.put(config, cp, {}, cp["channel_versions"])
+        assert len(list(saver.list(config))) == 1
+
+    await asyncio.to_thread(in_a_worker_thread)
+    assert serde.seen == [("dumps", "from-a-thread"), ("loads", "from-a-thread")]
 
 
 def _waiting_on_a_lock(url: str, name: str) -> bool:

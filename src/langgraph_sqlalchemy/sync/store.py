@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
@@ -171,7 +172,13 @@ class SQLAlchemyStore(BaseStore):
         5) on the store's loop until stopped; as upstream, returns a future that finishes when
         the sweeper stops, and cancelling it stops the sweeper."""
         core = self._core
-        task = self._run("start_ttl_sweeper", core.start_ttl_sweeper(sweep_interval_minutes))
+        # The sweeper task starts in an empty context, as upstream's sweeper thread does: its
+        # sweeps are not part of the call (or request span) that happened to start it.
+        task = self._owned.thread.run(
+            core.start_ttl_sweeper(sweep_interval_minutes),
+            "start_ttl_sweeper",
+            context=contextvars.Context(),
+        )
         return self._owned.thread.spawn(_until_stopped(core, task), "start_ttl_sweeper")
 
     def stop_ttl_sweeper(self, timeout: float | None = None) -> bool:
