@@ -508,6 +508,85 @@ def test_ctrl_c_while_a_sync_call_waits_cancels_the_call(url: str) -> None:
         signal.signal(signal.SIGINT, previous)
 
 
+# --- keywords of the async saver, passed through --------------------------------------------
+
+
+@pytest.mark.parametrize("group_commit", [True, False], ids=["group_commit", "default"])
+def test_group_commit_reaches_the_saver_that_does_the_work(url: str, group_commit: bool) -> None:
+    """With group_commit=True, writes that wait for the one pooled connection go out together
+    as one executemany; without it, one statement each. Deterministic: the only connection is
+    held by a put waiting on a row lock until every write has been handed to the saver."""
+    writers = 8
+    serialized = threading.Semaphore(0)
+
+    class Counting(JsonPlusSerializer):
+        # aput_writes serializes and then joins its group (or waits for the pool) in one step
+        # of the loop: once a value is serialized, its statement is queued before the row
+        # lock's release can reach the loop.
+        def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+            try:
+                return super().dumps_typed(obj)
+            finally:
+                if isinstance(obj, str) and obj.startswith("grouped-"):
+                    serialized.release()
+
+    sent: list[int] = []  # parameter sets per INSERT INTO checkpoint_writes
+
+    def on_execute(conn: Any, cursor: Any, statement: str, params: Any, *args: Any) -> None:
+        if statement.startswith("INSERT INTO checkpoint_writes"):
+            executemany = args[-1]
+            sent.append(len(params) if executemany else 1)
+
+    name = application_name()
+    thread_id = _thread()
+    cp = checkpoint({"a": 1})
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    sqlalchemy.event.listen(sqlalchemy.Engine, "before_cursor_execute", on_execute)
+    try:
+        with (
+            SQLAlchemySaver.from_conn_string(
+                url,
+                serde=Counting(),
+                group_commit=group_commit,
+                pool_config={"max_size": 1},
+                **tagged(name),
+            ) as saver,
+            psycopg.connect(url) as locker,
+        ):
+            locker.execute(
+                "INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, checkpoint) "
+                "VALUES (%s, '', %s, '{}')",
+                (thread_id, cp["id"]),
+            )
+            holder = threading.Thread(
+                target=saver.put, args=(config, cp, {}, {"a": 1})
+            )
+            holder.start()
+            eventually(lambda: _waiting_on_a_lock(url, name), "the put holds the connection")
+            target: RunnableConfig = {
+                "configurable": {**config["configurable"], "checkpoint_id": cp["id"]}
+            }
+            threads = [
+                threading.Thread(
+                    target=saver.put_writes, args=(target, [("c", f"grouped-{i}")], f"task-{i}")
+                )
+                for i in range(writers)
+            ]
+            for thread in threads:
+                thread.start()
+            for _ in range(writers):
+                assert serialized.acquire(timeout=60)
+            locker.rollback()
+            for thread in [holder, *threads]:
+                thread.join(timeout=60)
+                assert not thread.is_alive()
+            stored = saver.get_tuple(target)
+            assert stored is not None and len(stored.pending_writes) == writers
+    finally:
+        sqlalchemy.event.remove(sqlalchemy.Engine, "before_cursor_execute", on_execute)
+    assert sent == ([writers] if group_commit else [1] * writers)
+
+
 # --- what the caller's thread carries into the call --------------------------------------------
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -575,6 +654,27 @@ async def test_the_async_savers_sync_twins_run_in_the_callers_context(
 
     await asyncio.to_thread(in_a_worker_thread)
     assert serde.seen == [("dumps", "from-a-thread"), ("loads", "from-a-thread")]
+
+
+def test_serde_is_read_at_every_call(url: str) -> None:
+    """As upstream's: a serializer assigned after construction serializes the next put."""
+    with SQLAlchemySaver.from_conn_string(url) as saver:
+        replacement = RecordingContext()
+        saver.serde = replacement
+        config: RunnableConfig = {"configurable": {"thread_id": _thread(), "checkpoint_ns": ""}}
+        cp = checkpoint({"blob": ["x"]})
+        stored = saver.put(config, cp, {}, cp["channel_versions"])
+        assert replacement.seen == [("dumps", "-")]
+        found = saver.get_tuple(stored)
+        assert found is not None and found.checkpoint["channel_values"] == {"blob": ["x"]}
+        assert replacement.seen == [("dumps", "-"), ("loads", "-")]
+
+
+def test_schema_is_read_only(url: str) -> None:
+    with SQLAlchemySaver.from_conn_string(url, schema=None) as saver:
+        assert saver.schema is None
+        with pytest.raises(AttributeError):
+            saver.schema = "elsewhere"  # type: ignore[misc]
 
 
 def _waiting_on_a_lock(url: str, name: str) -> bool:
