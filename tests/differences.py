@@ -49,6 +49,46 @@ _TRACK_ACTIVITY = (
     "(on by default)"
 )
 _KEEP_LAST = "keep_latest can keep the newest N checkpoints per namespace (default 1, as upstream)"
+_VECTOR_MIGRATIONS = (
+    "upstream's vector migration list; ours is built by setup() from the index "
+    "configuration (langgraph_sqlalchemy.store.vector_layer)"
+)
+_DESERIALIZER = (
+    "called with the JSON bytes of every value read; never with an orjson Fragment, so a "
+    "function written for upstream's wider type works unchanged"
+)
+_INDEX_CONFIG = (
+    "any mapping with PostgresIndexConfig's keys (langgraph-checkpoint-postgres is not a "
+    "dependency of ours, so its TypedDict is not in our signature)"
+)
+_TTL_CONFIG = "a TTLConfig or any mapping with its keys"
+_POOL_CONFIG = (
+    "upstream's PoolConfig keys min_size and max_size size the engine's pool; kwargs "
+    "(psycopg connection arguments) is ignored with a warning, psycopg's other pool "
+    "settings are refused (SQLAlchemy's pool arguments go in as engine keywords)"
+)
+_SWEEP_MINUTES = (
+    "fractional minutes are honoured (upstream converts to float as well, but types int)"
+)
+_SYNC_CONN = (
+    "the database URL instead of a psycopg connection or pool: the instance creates its own "
+    "engine on its own event loop thread, since asyncpg connections belong to one loop (a "
+    "psycopg object, an Engine or an AsyncEngine is a TypeError naming the constructor to use)"
+)
+_SYNC_NO_CONN = (
+    "its engine belongs to its private event loop thread, where no code of the caller's can "
+    "use it; create an engine of your own for your own SQL"
+)
+_SYNC_POOL_CONFIG = (
+    "sizes the pool of the engine it creates (min_size, max_size), as from_conn_string's "
+    "pool_config (upstream's constructor takes a psycopg pool instead)"
+)
+_URL_OBJECT = "also a SQLAlchemy URL object (engine.url, URL.create(...))"
+_OWNS = (
+    "it owns its engine and loop thread: close() (or leaving a with block) closes the engine's "
+    "connections and joins the thread (upstream's owns nothing; from_conn_string closes its "
+    "connection on exit)"
+)
 
 SURFACE: dict[str, str] = {
     # --- saver ---------------------------------------------------------------------------------
@@ -108,10 +148,7 @@ SURFACE: dict[str, str] = {
     "AsyncSQLAlchemySaver.from_conn_string(schema): ours only": _SCHEMA,
     # --- store ---------------------------------------------------------------------------------
     "AsyncSQLAlchemyStore.MIGRATIONS: upstream only": _ALEMBIC,
-    "AsyncSQLAlchemyStore.VECTOR_MIGRATIONS: upstream only": (
-        "upstream's vector migration list; ours is built by setup() from the index "
-        "configuration (langgraph_sqlalchemy.store.vector_layer)"
-    ),
+    "AsyncSQLAlchemyStore.VECTOR_MIGRATIONS: upstream only": _VECTOR_MIGRATIONS,
     "AsyncSQLAlchemyStore.__init__(conn): annotation 'AsyncConnection | AsyncEngine', upstream "
     "'AsyncConnectionPool[AsyncConnection[dict[str, Any]]] | AsyncConnection[dict[str, Any]]'": (
         _CONN
@@ -120,30 +157,17 @@ SURFACE: dict[str, str] = {
         "a psycopg pipeline; a batch is already one statement (or one transaction) here"
     ),
     "AsyncSQLAlchemyStore.__init__(deserializer): annotation 'Callable[[bytes], dict[str, Any]] "
-    "| None', upstream 'Callable[[Fragment | bytes], dict[str, Any]] | None'": (
-        "called with the JSON bytes of every value read; never with an orjson Fragment, so a "
-        "function written for upstream's wider type works unchanged"
-    ),
+    "| None', upstream 'Callable[[Fragment | bytes], dict[str, Any]] | None'": _DESERIALIZER,
     "AsyncSQLAlchemyStore.__init__(index): annotation 'Mapping[str, Any] | None', upstream "
-    "'None | PostgresIndexConfig'": (
-        "any mapping with PostgresIndexConfig's keys (langgraph-checkpoint-postgres is not a "
-        "dependency of ours, so its TypedDict is not in our signature)"
-    ),
+    "'None | PostgresIndexConfig'": _INDEX_CONFIG,
     "AsyncSQLAlchemyStore.from_conn_string(index): annotation 'Mapping[str, Any] | None', "
-    "upstream 'None | PostgresIndexConfig'": (
-        "any mapping with PostgresIndexConfig's keys (langgraph-checkpoint-postgres is not a "
-        "dependency of ours, so its TypedDict is not in our signature)"
-    ),
+    "upstream 'None | PostgresIndexConfig'": _INDEX_CONFIG,
     "AsyncSQLAlchemyStore.__init__(ttl): annotation 'Mapping[str, Any] | None | TTLConfig', "
-    "upstream 'None | TTLConfig'": "a TTLConfig or any mapping with its keys",
+    "upstream 'None | TTLConfig'": _TTL_CONFIG,
     "AsyncSQLAlchemyStore.from_conn_string(ttl): annotation 'Mapping[str, Any] | None | "
-    "TTLConfig', upstream 'None | TTLConfig'": "a TTLConfig or any mapping with its keys",
+    "TTLConfig', upstream 'None | TTLConfig'": _TTL_CONFIG,
     "AsyncSQLAlchemyStore.from_conn_string(pool_config): annotation 'Mapping[str, Any] | None', "
-    "upstream 'None | PoolConfig'": (
-        "upstream's PoolConfig keys min_size and max_size size the engine's pool; kwargs "
-        "(psycopg connection arguments) is ignored with a warning, psycopg's other pool "
-        "settings are refused (SQLAlchemy's pool arguments go in as engine keywords)"
-    ),
+    "upstream 'None | PoolConfig'": _POOL_CONFIG,
     "AsyncSQLAlchemyStore.__init__(retry): ours only": _RETRY,
     "AsyncSQLAlchemyStore.__init__(schema): ours only": _SCHEMA,
     "AsyncSQLAlchemyStore.from_conn_string(deserializer): ours only": (
@@ -159,9 +183,100 @@ SURFACE: dict[str, str] = {
     "AsyncSQLAlchemyStore.db: ours only": _DB,
     "AsyncSQLAlchemyStore.schema: ours only": _SCHEMA + "; read-only",
     "AsyncSQLAlchemyStore.start_ttl_sweeper(sweep_interval_minutes): annotation 'None | float', "
-    "upstream 'None | int'": (
-        "fractional minutes are honoured (upstream converts to float as well, but types int)"
+    "upstream 'None | int'": _SWEEP_MINUTES,
+    # --- sync saver (upstream PostgresSaver) ---------------------------------------------------
+    "SQLAlchemySaver.INSERT_CHECKPOINT_WRITES_SQL: upstream only": _SQL_TEXT,
+    "SQLAlchemySaver.SELECT_PENDING_SENDS_SQL: upstream only": _SQL_TEXT,
+    "SQLAlchemySaver.SELECT_SQL: upstream only": _SQL_TEXT,
+    "SQLAlchemySaver.UPSERT_CHECKPOINTS_SQL: upstream only": _SQL_TEXT,
+    "SQLAlchemySaver.UPSERT_CHECKPOINT_BLOBS_SQL: upstream only": _SQL_TEXT,
+    "SQLAlchemySaver.UPSERT_CHECKPOINT_WRITES_SQL: upstream only": _SQL_TEXT,
+    "SQLAlchemySaver.MIGRATIONS: upstream only": _ALEMBIC,
+    "SQLAlchemySaver.__init__(conn): annotation 'URL | str', upstream "
+    "'ConnectionPool[Connection[dict[str, Any]]] | Connection[dict[str, Any]]'": _SYNC_CONN,
+    "SQLAlchemySaver.__init__(pipe): upstream only": (
+        "a psycopg pipeline; a batch of statements is already one round trip here"
     ),
+    "SQLAlchemySaver.__init__(serde): kind KEYWORD_ONLY, upstream POSITIONAL_OR_KEYWORD": (
+        "as for AsyncSQLAlchemySaver: upstream's second positional parameter is the psycopg "
+        "pipe, so a positional call written for upstream fails loudly instead of passing a "
+        "pipe as the serializer"
+    ),
+    "SQLAlchemySaver.__init__(retry): ours only": _RETRY,
+    "SQLAlchemySaver.__init__(group_commit): ours only": _GROUP_COMMIT,
+    "SQLAlchemySaver.__init__(schema): ours only": _SCHEMA,
+    "SQLAlchemySaver.__init__(pool_config): ours only": _SYNC_POOL_CONFIG,
+    "SQLAlchemySaver.__init__(pgbouncer): ours only": _PGBOUNCER,
+    "SQLAlchemySaver.__init__(engine_kwargs): ours only": _ENGINE_KWARGS,
+    "SQLAlchemySaver.from_conn_string(conn_string): annotation 'URL | str', upstream 'str'": (
+        _URL_OBJECT
+    ),
+    "SQLAlchemySaver.from_conn_string(serde): ours only": (
+        "as upstream's AsyncPostgresSaver.from_conn_string takes it (its sync one does not)"
+    ),
+    "SQLAlchemySaver.from_conn_string(retry): ours only": _RETRY,
+    "SQLAlchemySaver.from_conn_string(group_commit): ours only": _GROUP_COMMIT,
+    "SQLAlchemySaver.from_conn_string(schema): ours only": _SCHEMA,
+    "SQLAlchemySaver.from_conn_string(pool_config): ours only": (
+        "sizes the engine's pool (min_size, max_size), as upstream's store takes it"
+    ),
+    "SQLAlchemySaver.from_conn_string(pgbouncer): ours only": _PGBOUNCER,
+    "SQLAlchemySaver.from_conn_string(engine_kwargs): ours only": _ENGINE_KWARGS,
+    "SQLAlchemySaver.__enter__: ours only": _OWNS,
+    "SQLAlchemySaver.__exit__: ours only": _OWNS,
+    "SQLAlchemySaver.close: ours only": _OWNS,
+    "SQLAlchemySaver.conn: upstream only": _SYNC_NO_CONN,
+    "SQLAlchemySaver.lock: upstream only": _NO_LOCK,
+    "SQLAlchemySaver.pipe: upstream only": _PSYCOPG,
+    "SQLAlchemySaver.supports_pipeline: upstream only": _PSYCOPG,
+    "SQLAlchemySaver.schema: ours only": _SCHEMA + "; read-only",
+    "SQLAlchemySaver.aprune(keep_last): ours only": _KEEP_LAST,
+    "SQLAlchemySaver.prune(keep_last): ours only": _KEEP_LAST,
+    # --- sync store (upstream PostgresStore) ---------------------------------------------------
+    "SQLAlchemyStore.MIGRATIONS: upstream only": _ALEMBIC,
+    "SQLAlchemyStore.VECTOR_MIGRATIONS: upstream only": _VECTOR_MIGRATIONS,
+    "SQLAlchemyStore.__init__(conn): annotation 'URL | str', upstream "
+    "'ConnectionPool[Connection[dict[str, Any]]] | Connection[dict[str, Any]]'": _SYNC_CONN,
+    "SQLAlchemyStore.__init__(pipe): upstream only": (
+        "a psycopg pipeline; a batch is already one statement (or one transaction) here"
+    ),
+    "SQLAlchemyStore.__init__(deserializer): annotation 'Callable[[bytes], dict[str, Any]] "
+    "| None', upstream 'Callable[[Fragment | bytes], dict[str, Any]] | None'": _DESERIALIZER,
+    "SQLAlchemyStore.__init__(index): annotation 'Mapping[str, Any] | None', upstream "
+    "'None | PostgresIndexConfig'": _INDEX_CONFIG,
+    "SQLAlchemyStore.__init__(ttl): annotation 'Mapping[str, Any] | None | TTLConfig', "
+    "upstream 'None | TTLConfig'": _TTL_CONFIG,
+    "SQLAlchemyStore.__init__(retry): ours only": _RETRY,
+    "SQLAlchemyStore.__init__(schema): ours only": _SCHEMA,
+    "SQLAlchemyStore.__init__(pool_config): ours only": _SYNC_POOL_CONFIG,
+    "SQLAlchemyStore.__init__(pgbouncer): ours only": _PGBOUNCER,
+    "SQLAlchemyStore.__init__(engine_kwargs): ours only": _ENGINE_KWARGS,
+    "SQLAlchemyStore.from_conn_string(conn_string): annotation 'URL | str', upstream 'str'": (
+        _URL_OBJECT
+    ),
+    "SQLAlchemyStore.from_conn_string(index): annotation 'Mapping[str, Any] | None', "
+    "upstream 'None | PostgresIndexConfig'": _INDEX_CONFIG,
+    "SQLAlchemyStore.from_conn_string(ttl): annotation 'Mapping[str, Any] | None | "
+    "TTLConfig', upstream 'None | TTLConfig'": _TTL_CONFIG,
+    "SQLAlchemyStore.from_conn_string(pool_config): annotation 'Mapping[str, Any] | None', "
+    "upstream 'None | PoolConfig'": _POOL_CONFIG,
+    "SQLAlchemyStore.from_conn_string(deserializer): ours only": (
+        "upstream takes a deserializer only in the constructor"
+    ),
+    "SQLAlchemyStore.from_conn_string(retry): ours only": _RETRY,
+    "SQLAlchemyStore.from_conn_string(schema): ours only": _SCHEMA,
+    "SQLAlchemyStore.from_conn_string(pgbouncer): ours only": _PGBOUNCER,
+    "SQLAlchemyStore.from_conn_string(engine_kwargs): ours only": _ENGINE_KWARGS,
+    "SQLAlchemyStore.__enter__: ours only": _OWNS,
+    "SQLAlchemyStore.__exit__: ours only": _OWNS,
+    "SQLAlchemyStore.close: ours only": _OWNS + "; the TTL sweeper stops first",
+    "SQLAlchemyStore.conn: upstream only": _SYNC_NO_CONN,
+    "SQLAlchemyStore.lock: upstream only": _NO_LOCK,
+    "SQLAlchemyStore.pipe: upstream only": _PSYCOPG,
+    "SQLAlchemyStore.supports_pipeline: upstream only": _PSYCOPG,
+    "SQLAlchemyStore.schema: ours only": _SCHEMA + "; read-only",
+    "SQLAlchemyStore.start_ttl_sweeper(sweep_interval_minutes): annotation 'None | float', "
+    "upstream 'None | int'": _SWEEP_MINUTES,
 }
 
 _FROM_PSYCOPG = (
@@ -180,12 +295,14 @@ BEHAVIOUR: dict[str, str] = {
         "label per character, so 'abc' becomes ('a', 'b', 'c')"
     ),
     "store: int and UUID keys are str() everywhere": (
-        "get and delete find what put stored for them; upstream's get with an int key finds "
-        "nothing and its delete fails in the server"
+        "get and delete find what put stored for them, as in upstream's sync PostgresStore; "
+        "upstream's async store's get with an int key finds nothing and its delete fails in "
+        "the server"
     ),
     "store: other non-str keys refused": (
-        "a float, bytes or None key is refused (InvalidInputError, also a TypeError): upstream "
-        "stores the server's text form of the value (bytes as '\\x6b'), or fails"
+        "a float, bytes or None key is refused (InvalidInputError, also a TypeError): upstream's "
+        "async store stores the server's text form of the value (bytes as '\\x6b') or fails, "
+        "its sync store stores str(key) ('None', \"b'kk'\")"
     ),
     "store: values must be mappings": (
         "a list of pairs is refused like any non-mapping (InvalidInputError, also a "
@@ -244,6 +361,12 @@ BEHAVIOUR: dict[str, str] = {
     "saver: alist limit below 1 lists nothing": (
         "limit=0 or a negative limit lists nothing; upstream sends a negative LIMIT to the "
         "server, which fails with psycopg's DataError"
+    ),
+    "saver: channel values JSON cannot hold are stored": (
+        "a str with NUL or a lone surrogate and a NaN or infinite float go to a blob through "
+        "serde, and both read them back as InMemorySaver does (the default serializer writes a "
+        "lone surrogate as '?'); upstream puts them in the checkpoint's JSON, which its server "
+        "refuses (psycopg.DataError)"
     ),
     "saver: thread ids cannot be None": (
         "adelete_thread(None) is refused (InvalidInputError); upstream deletes nothing "

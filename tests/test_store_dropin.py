@@ -4,6 +4,11 @@ input, ours raises the same type (or a subclass). Every exception to that is a n
 ``differences.BEHAVIOUR``, demonstrated here against upstream, so an upstream release that
 changes one of them fails this file.
 
+The cases and the side-by-side tests on ``both`` run twice: async (``AsyncPostgresStore``
+against ``AsyncSQLAlchemyStore``) and sync (``PostgresStore`` on a psycopg connection against
+``SQLAlchemyStore``, each called through its sync methods from a worker thread, see
+:mod:`sync_as_async`).
+
 Also issue 14's store bullets: TTLs and sweep intervals out of range and lone surrogates are
 an ``InvalidInputError`` with the reason, and nothing of the batch is written.
 """
@@ -17,7 +22,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from langchain_core.embeddings import Embeddings
@@ -29,16 +34,17 @@ from langgraph.store.base import (
     PutOp,
     SearchOp,
 )
-from langgraph.store.postgres import AsyncPostgresStore
+from langgraph.store.postgres import AsyncPostgresStore, PostgresStore
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from differences import BEHAVIOUR
 from fake_embeddings import HashingEmbeddings
-from langgraph_sqlalchemy import AsyncSQLAlchemyStore, InvalidInputError
+from langgraph_sqlalchemy import AsyncSQLAlchemyStore, InvalidInputError, SQLAlchemyStore
 from langgraph_sqlalchemy.store.ttl import MAX_TTL_MINUTES
+from sync_as_async import AsAsync
 
-AnyStore = Any  # AsyncPostgresStore | AsyncSQLAlchemyStore: the cases call both alike
+AnyStore = Any  # AsyncPostgresStore | AsyncSQLAlchemyStore, or a sync pair through AsAsync
 
 
 @asynccontextmanager
@@ -47,11 +53,28 @@ async def upstream(url: str, **kwargs: Any) -> AsyncIterator[AsyncPostgresStore]
         yield store
 
 
+@pytest.fixture(params=["async", "sync"])
+def flavor(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-async def both(engine: AsyncEngine, database_url: str) -> AsyncIterator[dict[str, AnyStore]]:
+async def both(
+    flavor: str, engine: AsyncEngine, database_url: str
+) -> AsyncIterator[dict[str, AnyStore]]:
     """Upstream's store and ours on the same (emptied) database."""
-    async with upstream(database_url) as theirs:
-        yield {"upstream": theirs, "ours": AsyncSQLAlchemyStore(engine)}
+    if flavor == "async":
+        async with upstream(database_url) as theirs:
+            yield {"upstream": theirs, "ours": AsyncSQLAlchemyStore(engine)}
+        return
+    with (
+        PostgresStore.from_conn_string(database_url) as theirs,
+        SQLAlchemyStore.from_conn_string(database_url) as ours,
+    ):
+        try:
+            yield {"upstream": AsAsync(theirs, theirs.conn), "ours": AsAsync(ours, database_url)}
+        finally:
+            theirs.stop_ttl_sweeper(5)
 
 
 async def rows(engine: AsyncEngine) -> dict[tuple[str, str], tuple[Any, ...]]:
@@ -246,6 +269,14 @@ class Case:
     call: Callable[[AnyStore], Awaitable[Any]]
     # None: both behave alike (both succeed, or ours raises a subclass of upstream's type).
     difference: str | None = None
+    # The difference between the sync classes, where it is not the same: upstream's sync
+    # PostgresStore goes through BaseStore's sync methods, which str() every key.
+    sync_difference: str | Literal["same"] | None = "same"
+
+    def difference_in(self, flavor: str) -> str | None:
+        if flavor == "sync" and self.sync_difference != "same":
+            return self.sync_difference
+        return self.difference
 
 
 def _put(ns: Any, key: Any, value: Any, **kw: Any) -> Callable[[AnyStore], Awaitable[Any]]:
@@ -287,6 +318,7 @@ CASES: list[Case] = [
         "int key in delete",
         lambda s: s.adelete(("x",), 5),
         "store: int and UUID keys are str() everywhere",
+        sync_difference=None,
     ),
     Case(
         "value with a datetime",
@@ -369,7 +401,12 @@ CASES: list[Case] = [
     Case("NUL in a value", _put(("x",), "vnul", {"a": "a\x00"}), SERVER),
     Case("lone surrogate in a value", _put(("x",), "vsur", {"a": "a\ud800"}), SERVER),
     Case("NUL in a key", _put(("x",), "k\x00", {"v": 1}), SERVER),
-    Case("None key", _put(("x",), None, {"v": 1}), SERVER),
+    Case(
+        "None key",
+        _put(("x",), None, {"v": 1}),
+        SERVER,
+        sync_difference="store: other non-str keys refused",
+    ),
     Case("negative limit", lambda s: s.asearch(("x",), limit=-1), SERVER),
     Case("negative offset", lambda s: s.asearch(("x",), offset=-1), SERVER),
     Case("negative listing limit", lambda s: s.alist_namespaces(limit=-1), SERVER),
@@ -391,7 +428,10 @@ async def _put_with_ttl_config(store: AnyStore, config: dict[str, Any]) -> None:
 
 
 async def _construct(store: AnyStore, **kwargs: Any) -> None:
-    type(store)(store.conn, **kwargs)
+    if isinstance(store, AsAsync):
+        await asyncio.to_thread(store.remake, **kwargs)
+    else:
+        type(store)(store.conn, **kwargs)
 
 
 async def _sweeper(store: AnyStore, interval: float) -> None:
@@ -413,21 +453,22 @@ async def _outcome(call: Callable[[AnyStore], Awaitable[Any]], store: AnyStore) 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 async def test_bad_input_raises_upstreams_exception_type(
-    both: dict[str, AnyStore], case: Case
+    both: dict[str, AnyStore], flavor: str, case: Case
 ) -> None:
     theirs = await _outcome(case.call, both["upstream"])
     ours = await _outcome(case.call, both["ours"])
     alike = (theirs is None and ours is None) or (
         theirs is not None and ours is not None and isinstance(ours, type(theirs))
     )
-    if case.difference is None:
+    difference = case.difference_in(flavor)
+    if difference is None:
         assert alike, f"upstream: {theirs!r}; ours: {ours!r}"
         if ours is not None:
             assert isinstance(ours, ValueError), repr(ours)
         return
-    assert case.difference in BEHAVIOUR
+    assert difference in BEHAVIOUR
     assert not alike, f"no longer a difference: upstream {theirs!r}, ours {ours!r}"
-    if case.difference == SERVER:
+    if difference == SERVER:
         assert theirs is not None and type(theirs).__module__.startswith("psycopg"), theirs
         assert isinstance(ours, InvalidInputError), repr(ours)
     if ours is not None:
@@ -436,7 +477,9 @@ async def test_bad_input_raises_upstreams_exception_type(
 
 
 def test_every_store_difference_is_demonstrated() -> None:
-    demonstrated = {c.difference for c in CASES if c.difference} | set(DEMONSTRATED_ELSEWHERE)
+    demonstrated = {
+        c.difference_in(flavor) for c in CASES for flavor in ("async", "sync")
+    } - {None} | set(DEMONSTRATED_ELSEWHERE)
     assert demonstrated == {k for k in BEHAVIOUR if k.startswith("store:")}
 
 
@@ -457,7 +500,7 @@ async def test_sweeper_without_ttl_config(both: dict[str, AnyStore], engine: Asy
         assert await count(engine) == 0
     finally:
         assert await ours.stop_ttl_sweeper(5)
-    assert task.done()
+    await asyncio.wait_for(task, 5)  # finished when the sweeper stopped
 
 
 # --- issue 14: out-of-range TTLs and lone surrogates; nothing written ----------------------------
@@ -613,18 +656,34 @@ async def vectors(engine: AsyncEngine) -> dict[tuple[str, str, str], list[float]
         return {(r[0], r[1], r[2]): [float(x) for x in r[3].strip("[]").split(",")] for r in result}
 
 
+@asynccontextmanager
+async def indexed_pair(
+    flavor: str, engine: AsyncEngine, url: str, fields: Any
+) -> AsyncIterator[dict[str, AnyStore]]:
+    """Upstream's store and ours, both with ``index_config(fields)``."""
+    if flavor == "async":
+        async with upstream(url, index=index_config(fields)) as theirs:
+            yield {
+                "upstream": theirs,
+                "ours": AsyncSQLAlchemyStore(engine, index=index_config(fields)),
+            }
+        return
+    with (
+        PostgresStore.from_conn_string(url, index=index_config(fields)) as theirs,
+        SQLAlchemyStore.from_conn_string(url, index=index_config(fields)) as ours,
+    ):
+        yield {"upstream": AsAsync(theirs, theirs.conn), "ours": AsAsync(ours, url)}
+
+
 @pytest.mark.vector
+@pytest.mark.parametrize("flavor", ["async", "sync"])
 async def test_index_arguments_and_attributes_read_per_call(
-    engine: AsyncEngine, database_url: str
+    engine: AsyncEngine, database_url: str, flavor: str
 ) -> None:
     await AsyncSQLAlchemyStore(engine, index=index_config(["text"])).setup()
     embed = HashingEmbeddings(DIMS)
     doc = {"text": "red apple", "other": "blue sky"}
-    async with upstream(database_url, index=index_config("text")) as theirs:
-        stores: dict[str, AnyStore] = {
-            "upstream": theirs,
-            "ours": AsyncSQLAlchemyStore(engine, index=index_config("text")),
-        }
+    async with indexed_pair(flavor, engine, database_url, "text") as stores:
         for side, store in stores.items():
             # Store-level fields as a str: the field, on both.
             await store.aput((side,), "fields-str", doc)

@@ -11,6 +11,7 @@ loops, and what is left after exit: no thread (``threading.enumerate``) and no s
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import gc
 import multiprocessing
@@ -505,6 +506,175 @@ def test_ctrl_c_while_a_sync_call_waits_cancels_the_call(url: str) -> None:
             locker.rollback()
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+# --- keywords of the async saver, passed through --------------------------------------------
+
+
+@pytest.mark.parametrize("group_commit", [True, False], ids=["group_commit", "default"])
+def test_group_commit_reaches_the_saver_that_does_the_work(url: str, group_commit: bool) -> None:
+    """With group_commit=True, writes that wait for the one pooled connection go out together
+    as one executemany; without it, one statement each. Deterministic: the only connection is
+    held by a put waiting on a row lock until every write has been handed to the saver."""
+    writers = 8
+    serialized = threading.Semaphore(0)
+
+    class Counting(JsonPlusSerializer):
+        # aput_writes serializes and then joins its group (or waits for the pool) in one step
+        # of the loop: once a value is serialized, its statement is queued before the row
+        # lock's release can reach the loop.
+        def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+            try:
+                return super().dumps_typed(obj)
+            finally:
+                if isinstance(obj, str) and obj.startswith("grouped-"):
+                    serialized.release()
+
+    sent: list[int] = []  # parameter sets per INSERT INTO checkpoint_writes
+
+    def on_execute(conn: Any, cursor: Any, statement: str, params: Any, *args: Any) -> None:
+        if statement.startswith("INSERT INTO checkpoint_writes"):
+            executemany = args[-1]
+            sent.append(len(params) if executemany else 1)
+
+    name = application_name()
+    thread_id = _thread()
+    cp = checkpoint({"a": 1})
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    sqlalchemy.event.listen(sqlalchemy.Engine, "before_cursor_execute", on_execute)
+    try:
+        with (
+            SQLAlchemySaver.from_conn_string(
+                url,
+                serde=Counting(),
+                group_commit=group_commit,
+                pool_config={"max_size": 1},
+                **tagged(name),
+            ) as saver,
+            psycopg.connect(url) as locker,
+        ):
+            locker.execute(
+                "INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, checkpoint) "
+                "VALUES (%s, '', %s, '{}')",
+                (thread_id, cp["id"]),
+            )
+            holder = threading.Thread(
+                target=saver.put, args=(config, cp, {}, {"a": 1})
+            )
+            holder.start()
+            eventually(lambda: _waiting_on_a_lock(url, name), "the put holds the connection")
+            target: RunnableConfig = {
+                "configurable": {**config["configurable"], "checkpoint_id": cp["id"]}
+            }
+            threads = [
+                threading.Thread(
+                    target=saver.put_writes, args=(target, [("c", f"grouped-{i}")], f"task-{i}")
+                )
+                for i in range(writers)
+            ]
+            for thread in threads:
+                thread.start()
+            for _ in range(writers):
+                assert serialized.acquire(timeout=60)
+            locker.rollback()
+            for thread in [holder, *threads]:
+                thread.join(timeout=60)
+                assert not thread.is_alive()
+            stored = saver.get_tuple(target)
+            assert stored is not None and len(stored.pending_writes) == writers
+    finally:
+        sqlalchemy.event.remove(sqlalchemy.Engine, "before_cursor_execute", on_execute)
+    assert sent == ([writers] if group_commit else [1] * writers)
+
+
+# --- what the caller's thread carries into the call --------------------------------------------
+
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+class RecordingContext(JsonPlusSerializer):
+    """A serializer noting the REQUEST_ID it runs under (on the saver's loop thread)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, str]] = []
+
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+        self.seen.append(("dumps", REQUEST_ID.get()))
+        return super().dumps_typed(obj)
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        self.seen.append(("loads", REQUEST_ID.get()))
+        return super().loads_typed(data)
+
+
+def test_calls_run_in_the_callers_context(url: str) -> None:
+    """Context variables of the calling thread (an OpenTelemetry span, a request id) are set
+    while its call runs on the saver's loop, for each thread its own, listings included."""
+    serde = RecordingContext()
+    with SQLAlchemySaver.from_conn_string(url, serde=serde) as saver:
+        thread_id = _thread()
+
+        def request(request_id: str) -> None:
+            REQUEST_ID.set(request_id)
+            config: RunnableConfig = {
+                "configurable": {"thread_id": f"{thread_id}-{request_id}", "checkpoint_ns": ""}
+            }
+            cp = checkpoint({"blob": [request_id]})
+            saver.put(config, cp, {}, cp["channel_versions"])
+            assert [t.checkpoint["id"] for t in saver.list(config)] == [cp["id"]]
+
+        workers = [threading.Thread(target=request, args=(f"r{i}",)) for i in range(4)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert sorted(serde.seen) == sorted(
+            [("dumps", f"r{i}") for i in range(4)] + [("loads", f"r{i}") for i in range(4)]
+        )
+        # Nothing leaks from one call into the next: this thread never set it.
+        serde.seen.clear()
+        assert saver.get_tuple({"configurable": {"thread_id": f"{thread_id}-r0"}}) is not None
+        assert serde.seen == [("loads", "-")]
+
+
+async def test_the_async_savers_sync_twins_run_in_the_callers_context(
+    engine: AsyncEngine,
+) -> None:
+    serde = RecordingContext()
+    saver = AsyncSQLAlchemySaver(engine, serde=serde)
+    await saver.aget_tuple(thread_config("bind-the-loop"))
+    config: RunnableConfig = {"configurable": {"thread_id": _thread(), "checkpoint_ns": ""}}
+    cp = checkpoint({"blob": ["x"]})
+
+    def in_a_worker_thread() -> None:
+        REQUEST_ID.set("from-a-thread")
+        saver.put(config, cp, {}, cp["channel_versions"])
+        assert len(list(saver.list(config))) == 1
+
+    await asyncio.to_thread(in_a_worker_thread)
+    assert serde.seen == [("dumps", "from-a-thread"), ("loads", "from-a-thread")]
+
+
+def test_serde_is_read_at_every_call(url: str) -> None:
+    """As upstream's: a serializer assigned after construction serializes the next put."""
+    with SQLAlchemySaver.from_conn_string(url) as saver:
+        replacement = RecordingContext()
+        saver.serde = replacement
+        config: RunnableConfig = {"configurable": {"thread_id": _thread(), "checkpoint_ns": ""}}
+        cp = checkpoint({"blob": ["x"]})
+        stored = saver.put(config, cp, {}, cp["channel_versions"])
+        assert replacement.seen == [("dumps", "-")]
+        found = saver.get_tuple(stored)
+        assert found is not None and found.checkpoint["channel_values"] == {"blob": ["x"]}
+        assert replacement.seen == [("dumps", "-"), ("loads", "-")]
+
+
+def test_schema_is_read_only(url: str) -> None:
+    with SQLAlchemySaver.from_conn_string(url, schema=None) as saver:
+        assert saver.schema is None
+        with pytest.raises(AttributeError):
+            saver.schema = "elsewhere"  # type: ignore[misc]
 
 
 def _waiting_on_a_lock(url: str, name: str) -> bool:

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any
 
+import psycopg
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, StateGraph
@@ -123,6 +124,26 @@ def test_custom_deserializer_and_upstream_keywords(url: str) -> None:
         store.put(("d",), "k", {"v": 1})
         item = store.get(("d",), "k")
         assert item is not None and item.value == {"decoded": {"v": 1}}
+
+
+def test_attributes_are_the_async_stores_and_schema_is_read_only(url: str) -> None:
+    """ttl_config, index_config and embeddings have one value, the one the store doing the
+    work reads at every call (drop-in behaviour: test_store_dropin.py[sync-...])."""
+    with SQLAlchemyStore.from_conn_string(url, ttl={"default_ttl": 5}) as store:
+        config = store.ttl_config
+        assert config == {"default_ttl": 5}
+        config["default_ttl"] = 7  # in place, as upstream's users change it
+        assert store.ttl_config == {"default_ttl": 7}
+        store.ttl_config = None
+        assert store.ttl_config is None
+        store.put(("attr",), "k", {"v": 1})
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT ttl_minutes FROM store WHERE key = 'k'").fetchone()
+        assert row == (None,)  # no default ttl any more
+        assert store.index_config is None and store.embeddings is None
+        assert store.schema is None
+        with pytest.raises(AttributeError):
+            store.schema = "elsewhere"  # type: ignore[misc]
 
 
 # --- a store in a graph -------------------------------------------------------------------------

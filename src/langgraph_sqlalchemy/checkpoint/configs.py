@@ -7,7 +7,9 @@ it is also a ``KeyError`` (a config that is not a dict: also a ``TypeError``), a
 
 Ids are ``text`` columns, which hold valid UTF-8 only: a NUL or a lone surrogate (what
 ``surrogateescape`` decoding and broken UTF-16/JSON escapes leave in a ``str``) is refused here
-with the reason, instead of surfacing as a driver error from inside the statement.
+with the reason, instead of surfacing as a driver error from inside the statement. A lone
+surrogate is an :class:`~langgraph_sqlalchemy.input_errors.UnencodableTextError`, also the
+``UnicodeEncodeError`` upstream's driver raises for it.
 """
 
 from __future__ import annotations
@@ -19,10 +21,16 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 
 from ..errors import InvalidInputError
-from ..input_errors import InvalidInputTypeError, MissingKeyError
+from ..input_errors import (
+    InvalidInputTypeError,
+    MissingKeyError,
+    UnencodableTextError,
+    lone_surrogate_at,
+)
 
 __all__ = [
     "Target",
+    "check_text",
     "configurable_of",
     "lone_surrogate_at",
     "read_target",
@@ -50,17 +58,6 @@ def configurable_of(config: RunnableConfig | None, op: str) -> Mapping[str, Any]
     return configurable
 
 
-def lone_surrogate_at(text: str) -> int | None:
-    """Index of the first code point UTF-8 cannot encode (a lone surrogate), else None."""
-    if text.isascii():
-        return None
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        return exc.start
-    return None
-
-
 def surrogate_reason(text: str, at: int) -> str:
     return (
         f"holds a lone surrogate {text[at]!r} at index {at}: that is not valid UTF-8, "
@@ -76,10 +73,15 @@ def text_id(value: Any, what: str, op: str) -> str:
     if "\x00" in text:
         # A text column cannot hold NUL; say so instead of failing inside the driver.
         raise InvalidInputError(f"{op}: {what} must not contain NUL characters: {text!r}")
+    check_text(text, f"{op}: {what}")
+    return text
+
+
+def check_text(text: str, what: str) -> None:
+    """Refuse a lone surrogate in ``text`` (``what`` names it in the message)."""
     at = lone_surrogate_at(text)
     if at is not None:
-        raise InvalidInputError(f"{op}: {what} {surrogate_reason(text, at)}")
-    return text
+        raise UnencodableTextError(f"{what} {surrogate_reason(text, at)}", text, at)
 
 
 def read_target(

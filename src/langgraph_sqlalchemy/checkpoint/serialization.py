@@ -18,9 +18,10 @@ values only) and a non-finite float in metadata is stored as null.
 A str with a lone surrogate (not valid UTF-8, so neither JSONB nor text can hold it) is a channel
 value like any other non-JSON one: it goes to a blob through ``serde``, as every str nested in a
 list or dict always did (upstream and ``InMemorySaver`` alike). In metadata, the checkpoint
-document or an id it is an :class:`InvalidInputError` naming where it is: there is no lossless
-way to keep it in JSONB, and silently replacing it would corrupt what ``alist(filter=...)``
-matches on.
+document or an id it is an :class:`~langgraph_sqlalchemy.input_errors.UnencodableTextError` (an
+:class:`InvalidInputError` that is also a ``UnicodeEncodeError``) naming where it is: there is
+no lossless way to keep it in JSONB, and silently replacing it would corrupt what
+``alist(filter=...)`` matches on.
 
 JSON is encoded and decoded with orjson (several times faster than the standard library on
 checkpoint-sized documents). orjson handles 64-bit integers only; a document with a bigger one
@@ -51,7 +52,8 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.types import TASKS, _DeltaSnapshot
 
 from ..errors import InvalidInputError
-from .configs import lone_surrogate_at, surrogate_reason, text_id
+from ..input_errors import UnencodableTextError
+from .configs import check_text, lone_surrogate_at, surrogate_reason, text_id
 
 __all__ = [
     "BlobRow",
@@ -157,11 +159,7 @@ def write_rows(serde: SerializerProtocol, writes: Sequence[tuple[str, Any]]) -> 
         channel, value = write
         if not isinstance(channel, str) or "\x00" in channel:
             raise InvalidInputError(f"write {position}: channel must be a str without NUL")
-        at = lone_surrogate_at(channel)
-        if at is not None:
-            raise InvalidInputError(
-                f"write {position}: channel {channel!r} {surrogate_reason(channel, at)}"
-            )
+        check_text(channel, f"write {position}: channel {channel!r}")
         type_, blob = _dump(serde, value, f"write {position} to channel {channel!r}")
         rows.append((WRITES_IDX_MAP.get(channel, position), channel, type_, blob))
     return rows
@@ -213,23 +211,31 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _lone_surrogate_message(value: Any, path: str) -> str | None:
-    """Where in a JSON-like ``value`` a str or key holds a lone surrogate, as a message."""
+def _lone_surrogate_error(value: Any, path: str) -> UnencodableTextError | None:
+    """Where in a JSON-like ``value`` a str or key holds a lone surrogate, as the error.
+
+    An UnencodableTextError (also a UnicodeEncodeError) as for ids, though upstream's server,
+    not its driver, is what refuses one inside JSON: one kind of error for one kind of text.
+    """
     if isinstance(value, str):
         at = lone_surrogate_at(value)
-        return None if at is None else f"{path} {surrogate_reason(value, at)}"
+        if at is None:
+            return None
+        return UnencodableTextError(f"{path} {surrogate_reason(value, at)}", value, at)
     if isinstance(value, Mapping):
         for key, item in value.items():
             if isinstance(key, str):
                 at = lone_surrogate_at(key)
                 if at is not None:
-                    return f"{path} has a key {key!r} that {surrogate_reason(key, at)}"
-            found = _lone_surrogate_message(item, f"{path}[{key!r}]")
+                    return UnencodableTextError(
+                        f"{path} has a key {key!r} that {surrogate_reason(key, at)}", key, at
+                    )
+            found = _lone_surrogate_error(item, f"{path}[{key!r}]")
             if found:
                 return found
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            found = _lone_surrogate_message(item, f"{path}[{index}]")
+            found = _lone_surrogate_error(item, f"{path}[{index}]")
             if found:
                 return found
     return None
@@ -242,9 +248,9 @@ def dump_json(value: Any, *, what: str) -> str:
     except orjson.JSONEncodeError as exc:
         # Looked for on failure only (orjson refuses surrogates); the standard library below
         # would escape them as \udXXX, which PostgreSQL then rejects.
-        surrogate = _lone_surrogate_message(value, what)
+        surrogate = _lone_surrogate_error(value, what)
         if surrogate is not None:
-            raise InvalidInputError(surrogate) from exc
+            raise surrogate from exc
         if "64-bit" not in str(exc):
             raise InvalidInputError(f"{what} cannot be stored as JSON: {exc}") from exc
     try:

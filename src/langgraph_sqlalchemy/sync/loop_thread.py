@@ -2,8 +2,11 @@
 
 asyncpg connections belong to the event loop that opened them, and sync callers (scripts, Flask
 and Django views, Streamlit, notebooks, LangGraph's own worker threads) have no loop to lend. So
-each sync object starts a loop of its own in a thread of its own and hands every call to it with
-``run_coroutine_threadsafe``; any number of threads may wait on it at once.
+each sync object starts a loop of its own in a thread of its own and hands every call to it
+(:func:`~langgraph_sqlalchemy.loop_bridge.submit`); any number of threads may wait on it at once.
+A call runs in a copy of its caller's context, so that the caller's OpenTelemetry span is the
+parent of the call's; work that outlives its caller (the engine and the object, made when it
+opens; a TTL sweeper) starts in an empty context instead, as a thread of its own would.
 
 The thread is a daemon so that a forgotten ``close()`` cannot keep the interpreter from exiting;
 the owner closes it at exit instead (``weakref.finalize`` runs at interpreter exit, while daemon
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import logging
 import os
 import threading
@@ -26,6 +30,8 @@ from collections.abc import (
     Iterator,
 )
 from typing import Any, TypeVar
+
+from ..loop_bridge import submit
 
 __all__ = ["LoopThread"]
 
@@ -110,7 +116,12 @@ class LoopThread:
         return None
 
     def _submit(
-        self, coro: Coroutine[Any, Any, T], method: str, *, counted: bool = True
+        self,
+        coro: Coroutine[Any, Any, T],
+        method: str,
+        *,
+        counted: bool = True,
+        context: contextvars.Context | None = None,
     ) -> concurrent.futures.Future[T]:
         if self._forked():
             coro.close()
@@ -120,7 +131,7 @@ class LoopThread:
             if refusal is not None:
                 coro.close()  # never awaited: close it so no "was never awaited" warning leaks
                 raise refusal
-            future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+            future = submit(coro, self.loop, context)
             if counted:
                 self._calls += 1
         if counted:
@@ -133,9 +144,18 @@ class LoopThread:
             if self._calls == 0:
                 self._idle.notify_all()
 
-    def run(self, coro: Coroutine[Any, Any, T], method: str) -> T:
-        """Run ``coro`` on the loop and wait for its result (from any thread but the loop's)."""
-        future = self._submit(coro, method)
+    def run(
+        self,
+        coro: Coroutine[Any, Any, T],
+        method: str,
+        *,
+        context: contextvars.Context | None = None,
+    ) -> T:
+        """Run ``coro`` on the loop and wait for its result (from any thread but the loop's).
+
+        ``coro`` runs in a copy of the caller's context, or in ``context`` when given.
+        """
+        future = self._submit(coro, method, context=context)
         try:
             return future.result()
         except BaseException:
@@ -153,8 +173,12 @@ class LoopThread:
         return await asyncio.wrap_future(self._submit(coro, method))
 
     def spawn(self, coro: Coroutine[Any, Any, T], method: str) -> concurrent.futures.Future[T]:
-        """Start a long-lived task (not waited for by :meth:`close`); its future."""
-        return self._submit(coro, method, counted=False)
+        """Start a long-lived task (not waited for by :meth:`close`); its future.
+
+        It runs in an empty context: it outlives the call that started it, and its spans
+        belong to no caller's trace.
+        """
+        return self._submit(coro, method, counted=False, context=contextvars.Context())
 
     def iterate(self, items: AsyncIterator[T], method: str, *, chunk: int) -> Iterator[T]:
         """Drive an async iterator from a sync caller, up to ``chunk`` items per hop.

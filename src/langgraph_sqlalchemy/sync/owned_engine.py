@@ -10,6 +10,7 @@ thread.
 
 from __future__ import annotations
 
+import contextvars
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, TypeVar
@@ -49,6 +50,13 @@ def check_conn_string(owner: str, conn_string: object) -> URL:
             "methods work from worker threads while your loop runs); in sync code use "
             f"{owner}.from_conn_string(url)."
         )
+    if type(conn_string).__module__.partition(".")[0] in ("psycopg", "psycopg_pool"):
+        raise TypeError(
+            f"{owner} takes a database URL, not a psycopg {type(conn_string).__name__}: it "
+            "runs asyncpg on an engine it creates on its own event loop (pool_config= sizes "
+            f"its pool). Pass the URL you connected with: {owner}(url) or "
+            f"{owner}.from_conn_string(url)."
+        )
     if not isinstance(conn_string, (str, URL)):
         raise TypeError(
             f"{owner} takes a database URL (a str or a sqlalchemy URL), got "
@@ -86,7 +94,12 @@ class OwnedEngine(Generic[Core]):
 
         self.thread = LoopThread(owner)
         try:
-            self.engine, self.core = self.thread.run(open_on_loop(), "__init__")
+            # In an empty context, not the caller's: what starts here (the store's batching
+            # task) lives as long as the object, and must not carry the span of whichever
+            # request happened to create it into every later batch.
+            self.engine, self.core = self.thread.run(
+                open_on_loop(), "__init__", context=contextvars.Context()
+            )
         except BaseException:
             self.thread.close()
             raise

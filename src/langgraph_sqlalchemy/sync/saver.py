@@ -10,7 +10,8 @@ async methods work too, from any other event loop (``graph.ainvoke`` in ``asynci
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Collection, Coroutine, Iterator, Mapping, Sequence
+import functools
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, TypeVar
@@ -26,7 +27,6 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..checkpoint.saver import LIST_PAGE_SIZE, AsyncSQLAlchemySaver
 from ..database import RetryPolicy
@@ -40,33 +40,44 @@ T = TypeVar("T")
 class SQLAlchemySaver(BaseCheckpointSaver[str]):
     """Checkpoints in PostgreSQL for sync code, on an engine and event loop of its own.
 
-    ``SQLAlchemySaver(url)`` opens it (``postgresql://`` or ``postgresql+asyncpg://``, run on
-    asyncpg) and :meth:`close` (or ``with``) closes it: the loop thread stops, the engine's
-    connections close. :meth:`from_conn_string` is the same as a context manager, as upstream.
-    Keywords: ``serde`` and ``schema`` as for :class:`AsyncSQLAlchemySaver`; ``pool_config``
-    (upstream's ``{"min_size", "max_size"}``), ``pgbouncer`` and any ``create_async_engine``
-    keyword for the engine; ``retry`` (a :class:`~langgraph_sqlalchemy.database.RetryPolicy`).
+    ``SQLAlchemySaver(url)`` opens it (``conn``: where upstream's ``PostgresSaver`` takes a
+    psycopg connection or pool, the database URL, ``postgresql://`` or
+    ``postgresql+asyncpg://``, run on asyncpg) and :meth:`close` (or ``with``) closes it: the
+    loop thread stops, the engine's connections close. :meth:`from_conn_string` is the same as
+    a context manager, as upstream.
+
+    ``serde``, ``schema``, ``retry`` and ``group_commit`` mean what they mean for
+    :class:`AsyncSQLAlchemySaver`; ``pool_config`` (upstream's ``{"min_size", "max_size"}``),
+    ``pgbouncer`` and any ``create_async_engine`` keyword configure the engine. ``serde`` is
+    read at every call, as upstream reads it: assigning ``saver.serde`` changes what the next
+    call uses.
     """
 
     def __init__(
         self,
-        conn_string: str | URL,
+        conn: str | URL,
         *,
         serde: SerializerProtocol | None = None,
         schema: str | None = None,
         retry: RetryPolicy | None = None,
+        group_commit: bool = False,
         pool_config: Mapping[str, Any] | None = None,
         pgbouncer: bool = False,
         **engine_kwargs: Any,
     ) -> None:
         super().__init__(serde=serde)
-
-        def build(engine: AsyncEngine) -> AsyncSQLAlchemySaver:
-            return AsyncSQLAlchemySaver(engine, serde=serde, schema=schema, retry=retry)
-
+        # Every keyword of AsyncSQLAlchemySaver but the engine goes through unchanged, here
+        # and in from_conn_string: the saver on the loop thread is the one doing the work.
+        build = functools.partial(
+            AsyncSQLAlchemySaver,
+            serde=serde,
+            schema=schema,
+            retry=retry,
+            group_commit=group_commit,
+        )
         self._owned = OwnedEngine(
             type(self).__name__,
-            conn_string,
+            conn,
             build,
             pool_config=pool_config,
             pgbouncer=pgbouncer,
@@ -74,7 +85,6 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
         )
         self._core = self._owned.core
         self.serde = self._core.serde
-        self.schema = schema
 
     @classmethod
     @contextmanager
@@ -86,6 +96,7 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
         serde: SerializerProtocol | None = None,
         schema: str | None = None,
         retry: RetryPolicy | None = None,
+        group_commit: bool = False,
         pool_config: Mapping[str, Any] | None = None,
         pgbouncer: bool = False,
         **engine_kwargs: Any,
@@ -102,6 +113,7 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
             serde=serde,
             schema=schema,
             retry=retry,
+            group_commit=group_commit,
             pool_config=pool_config,
             pgbouncer=pgbouncer,
             **engine_kwargs,
@@ -111,13 +123,19 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
         finally:
             saver.close()
 
+    @property
+    def schema(self) -> str | None:
+        """The Postgres schema the tables are in (None: unqualified). Fixed at construction."""
+        return self._core.schema
+
     # --- lifetime ---------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Wait for calls in progress, close the engine's connections, stop the loop thread.
 
         Idempotent. Later calls raise ``RuntimeError``. A saver never closed is closed when it
-        is garbage collected or at interpreter exit.
+        is garbage collected or at interpreter exit. Clones made by :meth:`with_allowlist`
+        share the engine and the loop thread: closing one closes them all.
         """
         self._owned.close()
 
@@ -132,6 +150,22 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
     ) -> None:
         self.close()
 
+    @property
+    def _saver(self) -> AsyncSQLAlchemySaver:
+        """The async saver that does the work, with this saver's current ``serde``.
+
+        Upstream reads ``self.serde`` at every call, and LangGraph's ``with_allowlist`` makes
+        its clone by copying this object and assigning ``serde``: either way the next call
+        must see the new serializer. Once it changed, calls go to a shallow copy of the async
+        saver holding the new one (same engine, same loop), kept for the calls after.
+        """
+        core = self._core
+        if core.serde is not self.serde:
+            core = copy.copy(core)
+            core.serde = self.serde
+            self._core = core
+        return core
+
     def _run(self, method: str, coro: Coroutine[Any, Any, T]) -> T:
         return self._owned.thread.run(coro, method)
 
@@ -140,29 +174,15 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
 
     def setup(self) -> None:
         """Migrate the schema to head (idempotent; safe from many processes at once)."""
-        self._run("setup", self._core.setup())
-
-    def with_allowlist(self, extra_allowlist: Collection[tuple[str, ...]]) -> SQLAlchemySaver:
-        """A clone whose serializer also allows these msgpack types (``compile()`` calls this).
-
-        The clone shares this saver's engine and loop thread; closing either closes both.
-        """
-        core = self._core.with_allowlist(extra_allowlist)
-        if core is self._core:
-            return self
-        assert isinstance(core, AsyncSQLAlchemySaver)
-        clone = copy.copy(self)
-        clone._core = core
-        clone.serde = core.serde
-        return clone
+        self._run("setup", self._saver.setup())
 
     def get_next_version(self, current: str | None, channel: None) -> str:
-        return self._core.get_next_version(current, channel)
+        return self._saver.get_next_version(current, channel)
 
     # --- sync API ---------------------------------------------------------------------------------
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return self._run("get_tuple", self._core.aget_tuple(config))
+        return self._run("get_tuple", self._saver.aget_tuple(config))
 
     def list(
         self,
@@ -176,7 +196,7 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
         # A generator of this class (not the loop thread's): it keeps the saver alive while
         # someone iterates.
         yield from self._owned.thread.iterate(
-            self._core.alist(config, filter=filter, before=before, limit=limit),
+            self._saver.alist(config, filter=filter, before=before, limit=limit),
             "list",
             chunk=LIST_PAGE_SIZE,
         )
@@ -188,7 +208,7 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return self._run("put", self._core.aput(config, checkpoint, metadata, new_versions))
+        return self._run("put", self._saver.aput(config, checkpoint, metadata, new_versions))
 
     def put_writes(
         self,
@@ -197,16 +217,16 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        self._run("put_writes", self._core.aput_writes(config, writes, task_id, task_path))
+        self._run("put_writes", self._saver.aput_writes(config, writes, task_id, task_path))
 
     def delete_thread(self, thread_id: str) -> None:
-        self._run("delete_thread", self._core.adelete_thread(thread_id))
+        self._run("delete_thread", self._saver.adelete_thread(thread_id))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        self._run("delete_for_runs", self._core.adelete_for_runs(run_ids))
+        self._run("delete_for_runs", self._saver.adelete_for_runs(run_ids))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        self._run("copy_thread", self._core.acopy_thread(source_thread_id, target_thread_id))
+        self._run("copy_thread", self._saver.acopy_thread(source_thread_id, target_thread_id))
 
     def prune(
         self,
@@ -215,20 +235,20 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
         strategy: str = "keep_latest",
         keep_last: int | None = None,
     ) -> None:
-        self._run("prune", self._core.aprune(thread_ids, strategy=strategy, keep_last=keep_last))
+        self._run("prune", self._saver.aprune(thread_ids, strategy=strategy, keep_last=keep_last))
 
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
         return self._run(
             "get_delta_channel_history",
-            self._core.aget_delta_channel_history(config=config, channels=channels),
+            self._saver.aget_delta_channel_history(config=config, channels=channels),
         )
 
     # --- async API (from any event loop: the work runs on this saver's) ---------------------------
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await self._arun("aget_tuple", self._core.aget_tuple(config))
+        return await self._arun("aget_tuple", self._saver.aget_tuple(config))
 
     async def alist(
         self,
@@ -239,7 +259,7 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
         items = self._owned.thread.aiterate(
-            self._core.alist(config, filter=filter, before=before, limit=limit),
+            self._saver.alist(config, filter=filter, before=before, limit=limit),
             "alist",
             chunk=LIST_PAGE_SIZE,
         )
@@ -256,7 +276,9 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return await self._arun("aput", self._core.aput(config, checkpoint, metadata, new_versions))
+        return await self._arun(
+            "aput", self._saver.aput(config, checkpoint, metadata, new_versions)
+        )
 
     async def aput_writes(
         self,
@@ -265,17 +287,19 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        await self._arun("aput_writes", self._core.aput_writes(config, writes, task_id, task_path))
+        await self._arun(
+            "aput_writes", self._saver.aput_writes(config, writes, task_id, task_path)
+        )
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await self._arun("adelete_thread", self._core.adelete_thread(thread_id))
+        await self._arun("adelete_thread", self._saver.adelete_thread(thread_id))
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await self._arun("adelete_for_runs", self._core.adelete_for_runs(run_ids))
+        await self._arun("adelete_for_runs", self._saver.adelete_for_runs(run_ids))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         await self._arun(
-            "acopy_thread", self._core.acopy_thread(source_thread_id, target_thread_id)
+            "acopy_thread", self._saver.acopy_thread(source_thread_id, target_thread_id)
         )
 
     async def aprune(
@@ -286,7 +310,7 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
         keep_last: int | None = None,
     ) -> None:
         await self._arun(
-            "aprune", self._core.aprune(thread_ids, strategy=strategy, keep_last=keep_last)
+            "aprune", self._saver.aprune(thread_ids, strategy=strategy, keep_last=keep_last)
         )
 
     async def aget_delta_channel_history(
@@ -294,5 +318,5 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
     ) -> Mapping[str, DeltaChannelHistory]:
         return await self._arun(
             "aget_delta_channel_history",
-            self._core.aget_delta_channel_history(config=config, channels=channels),
+            self._saver.aget_delta_channel_history(config=config, channels=channels),
         )

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, cast, overload
 
+from langchain_core.embeddings import Embeddings
 from langgraph.store.base import (
     NOT_PROVIDED,
     BaseStore,
@@ -35,23 +37,56 @@ from .owned_engine import OwnedEngine
 __all__ = ["SQLAlchemyStore"]
 
 T = TypeVar("T")
+V = TypeVar("V")
+
+
+class _CoreAttribute(Generic[V]):
+    """An attribute of the async store on the loop thread, read and assigned through the
+    sync one, so that there is one value: the one the async store reads at every call."""
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any]) -> _CoreAttribute[V]: ...
+
+    @overload
+    def __get__(self, instance: SQLAlchemyStore, owner: type[Any]) -> V: ...
+
+    def __get__(
+        self, instance: SQLAlchemyStore | None, owner: type[Any]
+    ) -> V | _CoreAttribute[V]:
+        if instance is None:
+            return self
+        return cast("V", getattr(instance._core, self.name))
+
+    def __set__(self, instance: SQLAlchemyStore, value: V) -> None:
+        setattr(instance._core, self.name, value)
 
 
 class SQLAlchemyStore(BaseStore):
     """A LangGraph ``BaseStore`` for sync code, on an engine and event loop of its own.
 
-    ``SQLAlchemyStore(url, index=..., ttl=...)`` opens it and :meth:`close` (or ``with``)
-    closes it; :meth:`from_conn_string` is the same as a context manager, as upstream.
-    ``index``, ``ttl``, ``deserializer`` and ``schema`` mean what they mean for
-    :class:`AsyncSQLAlchemyStore`; ``pool_config``, ``pgbouncer`` and any
+    ``SQLAlchemyStore(url, index=..., ttl=...)`` opens it (``conn``: where upstream's
+    ``PostgresStore`` takes a psycopg connection or pool, the database URL) and :meth:`close`
+    (or ``with``) closes it; :meth:`from_conn_string` is the same as a context manager, as
+    upstream. ``index``, ``ttl``, ``deserializer``, ``schema`` and ``retry`` mean what they
+    mean for :class:`AsyncSQLAlchemyStore`; ``pool_config``, ``pgbouncer`` and any
     ``create_async_engine`` keyword configure the engine.
+
+    ``ttl_config``, ``index_config`` and ``embeddings`` are read at every call, as upstream
+    reads them: assigning them (or changing ``ttl_config`` in place) takes effect on the next
+    call. ``schema`` is fixed at construction.
     """
 
     supports_ttl: bool = True
+    ttl_config: _CoreAttribute[TTLConfig | None] = _CoreAttribute()
+    index_config: _CoreAttribute[dict[str, Any] | None] = _CoreAttribute()
+    embeddings: _CoreAttribute[Embeddings | None] = _CoreAttribute()
 
     def __init__(
         self,
-        conn_string: str | URL,
+        conn: str | URL,
         *,
         index: Mapping[str, Any] | None = None,
         ttl: TTLConfig | Mapping[str, Any] | None = None,
@@ -75,7 +110,7 @@ class SQLAlchemyStore(BaseStore):
 
         self._owned = OwnedEngine(
             type(self).__name__,
-            conn_string,
+            conn,
             build,
             close_core=_stop_sweeper,
             pool_config=pool_config,
@@ -83,10 +118,6 @@ class SQLAlchemyStore(BaseStore):
             engine_kwargs=engine_kwargs,
         )
         self._core = self._owned.core
-        self.ttl_config = self._core.ttl_config
-        self.index_config = self._core.index_config
-        self.embeddings = self._core.embeddings
-        self.schema = self._core.schema
 
     @classmethod
     @contextmanager
@@ -125,6 +156,11 @@ class SQLAlchemyStore(BaseStore):
             yield store
         finally:
             store.close()
+
+    @property
+    def schema(self) -> str | None:
+        """The Postgres schema the tables are in (None: unqualified). Fixed at construction."""
+        return self._core.schema
 
     # --- lifetime ---------------------------------------------------------------------------------
 
@@ -171,7 +207,13 @@ class SQLAlchemyStore(BaseStore):
         5) on the store's loop until stopped; as upstream, returns a future that finishes when
         the sweeper stops, and cancelling it stops the sweeper."""
         core = self._core
-        task = self._run("start_ttl_sweeper", core.start_ttl_sweeper(sweep_interval_minutes))
+        # The sweeper task starts in an empty context, as upstream's sweeper thread does: its
+        # sweeps are not part of the call (or request span) that happened to start it.
+        task = self._owned.thread.run(
+            core.start_ttl_sweeper(sweep_interval_minutes),
+            "start_ttl_sweeper",
+            context=contextvars.Context(),
+        )
         return self._owned.thread.spawn(_until_stopped(core, task), "start_ttl_sweeper")
 
     def stop_ttl_sweeper(self, timeout: float | None = None) -> bool:
