@@ -9,6 +9,9 @@ async methods work too, from any other event loop (``graph.ainvoke`` in ``asynci
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextvars
 import copy
 import functools
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
@@ -28,6 +31,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from sqlalchemy.engine import URL
 
+from ..checkpoint.retention import DEFAULT_BATCH_SIZE, ThreadTTLConfig, parse_ttl_config
 from ..checkpoint.saver import LIST_PAGE_SIZE, AsyncSQLAlchemySaver
 from ..database import RetryPolicy
 from .owned_engine import OwnedEngine
@@ -46,11 +50,11 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
     loop thread stops, the engine's connections close. :meth:`from_conn_string` is the same as
     a context manager, as upstream.
 
-    ``serde``, ``schema``, ``retry`` and ``group_commit`` mean what they mean for
-    :class:`AsyncSQLAlchemySaver`; ``pool_config`` (upstream's ``{"min_size", "max_size"}``),
-    ``pgbouncer`` and any ``create_async_engine`` keyword configure the engine. ``serde`` is
-    read at every call, as upstream reads it: assigning ``saver.serde`` changes what the next
-    call uses.
+    ``serde``, ``schema``, ``retry``, ``group_commit``, ``ttl`` and ``track_activity`` mean
+    what they mean for :class:`AsyncSQLAlchemySaver` (thread retention: docs/retention.md);
+    ``pool_config`` (upstream's ``{"min_size", "max_size"}``), ``pgbouncer`` and any
+    ``create_async_engine`` keyword configure the engine. ``serde`` is read at every call, as
+    upstream reads it: assigning ``saver.serde`` changes what the next call uses.
     """
 
     def __init__(
@@ -61,10 +65,14 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
         schema: str | None = None,
         retry: RetryPolicy | None = None,
         group_commit: bool = False,
+        ttl: ThreadTTLConfig | Mapping[str, Any] | None = None,
+        track_activity: bool = True,
         pool_config: Mapping[str, Any] | None = None,
         pgbouncer: bool = False,
         **engine_kwargs: Any,
     ) -> None:
+        # Checked before a thread or an engine exists, so a bad ttl leaves nothing to close.
+        parse_ttl_config(ttl)
         super().__init__(serde=serde)
         # Every keyword of AsyncSQLAlchemySaver but the engine goes through unchanged, here
         # and in from_conn_string: the saver on the loop thread is the one doing the work.
@@ -74,6 +82,8 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
             schema=schema,
             retry=retry,
             group_commit=group_commit,
+            ttl=ttl,
+            track_activity=track_activity,
         )
         self._owned = OwnedEngine(
             type(self).__name__,
@@ -97,6 +107,8 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
         schema: str | None = None,
         retry: RetryPolicy | None = None,
         group_commit: bool = False,
+        ttl: ThreadTTLConfig | Mapping[str, Any] | None = None,
+        track_activity: bool = True,
         pool_config: Mapping[str, Any] | None = None,
         pgbouncer: bool = False,
         **engine_kwargs: Any,
@@ -114,6 +126,8 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
             schema=schema,
             retry=retry,
             group_commit=group_commit,
+            ttl=ttl,
+            track_activity=track_activity,
             pool_config=pool_config,
             pgbouncer=pgbouncer,
             **engine_kwargs,
@@ -127,6 +141,44 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
     def schema(self) -> str | None:
         """The Postgres schema the tables are in (None: unqualified). Fixed at construction."""
         return self._core.schema
+
+    @property
+    def ttl_config(self) -> ThreadTTLConfig | None:
+        """The thread-retention configuration (None: threads never expire)."""
+        return self._core.ttl_config
+
+    @property
+    def track_activity(self) -> bool:
+        return self._core.track_activity
+
+    # --- thread retention -------------------------------------------------------------------------
+
+    def sweep_ttl(self, *, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
+        """Remove the threads that have expired now; returns how many it removed."""
+        return self._run("sweep_ttl", self._core.asweep_ttl(batch_size=batch_size))
+
+    async def asweep_ttl(self, *, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
+        return await self._arun("asweep_ttl", self._core.asweep_ttl(batch_size=batch_size))
+
+    def start_ttl_sweeper(
+        self, sweep_interval_minutes: float | None = None
+    ) -> concurrent.futures.Future[None]:
+        """Sweep expired threads every ``sweep_interval_minutes`` (default: the ttl config's,
+        else 5) on the saver's loop until stopped; returns a future that finishes when the
+        sweeper stops (cancelling it stops the sweeper), as the sync store's."""
+        core = self._core
+        # An empty context: the sweeps are not part of the call (or request span) that
+        # happened to start the sweeper.
+        task = self._owned.thread.run(
+            core.start_ttl_sweeper(sweep_interval_minutes),
+            "start_ttl_sweeper",
+            context=contextvars.Context(),
+        )
+        return self._owned.thread.spawn(_until_stopped(core, task), "start_ttl_sweeper")
+
+    def stop_ttl_sweeper(self, timeout: float | None = None) -> bool:
+        """Stop the sweeper; False if it did not stop within ``timeout`` seconds."""
+        return self._run("stop_ttl_sweeper", self._core.stop_ttl_sweeper(timeout))
 
     # --- lifetime ---------------------------------------------------------------------------------
 
@@ -320,3 +372,12 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
             "aget_delta_channel_history",
             self._saver.aget_delta_channel_history(config=config, channels=channels),
         )
+
+
+async def _until_stopped(core: AsyncSQLAlchemySaver, task: asyncio.Task[None]) -> None:
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        # The caller cancelled the future start_ttl_sweeper returned: the sweeper stops then.
+        await core.stop_ttl_sweeper()
+        raise
