@@ -152,11 +152,20 @@ def test_store_calls_are_children_and_its_own_work_is_nobodys(url: str, spans: S
     assert sweeper.done()
     startup, request = spans.named("startup"), spans.named("request")
     assert spans.children_of(request) == ["aget store", "aput store", "asearch store"]
-    # The batches those calls coalesced into, and the sweeps, run in tasks the store started
-    # for itself: not under the span of the request that happened to create it.
+    # The batches those calls coalesced into run in the store's own task, yet their spans go
+    # under the calls they serve; the sweeps are nobody's. Neither is under the span of the
+    # startup that happened to create the store and start its sweeper.
     assert spans.children_of(startup) == []
-    own_work = [s for s in spans.ours() if s.name in ("abatch store", "sweep_ttl store")]
-    assert own_work and all(s.parent is None for s in own_work)
+    callers = {
+        s.context.span_id
+        for s in spans.ours()
+        if s.context is not None and s.parent is not None
+        and s.parent.span_id == request.context.span_id  # type: ignore[union-attr]
+    }
+    batches = [s for s in spans.ours() if s.name == "abatch store"]
+    assert batches and all(s.parent is not None and s.parent.span_id in callers for s in batches)
+    sweeps = [s for s in spans.ours() if s.name == "sweep_ttl store"]
+    assert sweeps and all(s.parent is None for s in sweeps)
 
 
 async def test_the_async_stores_sync_methods_from_a_worker_thread(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -41,8 +42,12 @@ class TTLSweeper:
                 f"a sweep interval must be a positive number, got {interval_minutes!r}"
             )
         self._stop = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(
-            self._loop(interval_minutes * 60.0), name="langgraph_sqlalchemy.ttl_sweeper"
+        # In an empty context: the sweeps are not part of the call (or the request's span)
+        # that happened to start the sweeper.
+        self._task = contextvars.Context().run(
+            asyncio.get_running_loop().create_task,
+            self._loop(interval_minutes * 60.0),
+            name="langgraph_sqlalchemy.ttl_sweeper",
         )
         return self._task
 

@@ -16,6 +16,7 @@ call here too, so changing them after construction takes effect on the next call
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
 import uuid
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping, Sequence
@@ -250,7 +251,9 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
         self._sweeper = TTLSweeper(self.sweep_ttl)
         # Tracing contexts of callers whose ops wait for the batch task (see telemetry).
         self._callers = WaitingCallers()
-        super().__init__()
+        # The batching base class starts its batch task here; in an empty context, so that
+        # the task's batches are not part of whatever span was current at construction.
+        contextvars.Context().run(super().__init__)
 
     @property
     def conn(self) -> AsyncEngine | AsyncConnection:
