@@ -533,7 +533,7 @@ def test_group_commit_reaches_the_saver_that_does_the_work(url: str, group_commi
     sent: list[int] = []  # parameter sets per INSERT INTO checkpoint_writes
 
     def on_execute(conn: Any, cursor: Any, statement: str, params: Any, *args: Any) -> None:
-        if statement.startswith("INSERT INTO checkpoint_writes"):
+        if "INSERT INTO checkpoint_writes" in statement:
             executemany = args[-1]
             sent.append(len(params) if executemany else 1)
 
