@@ -10,12 +10,16 @@ Every fenced block of a page is one of:
   ``asyncio.run`` or the sync classes' loop threads); it must exit by itself and leave nothing
   on stderr that speaks of an unclean shutdown.
 - ``sh`` / ``bash``: run through bash line by line (a line ending in ``\\`` continues on the next),
-  with ``DATABASE_URL`` set and this venv's ``bin/`` first on ``PATH``, from the repository root;
-  every command must exit 0. Lines that install software, start Docker or run this test suite
-  are not run (``SKIPPED_LINE_PREFIXES``): ``.ci/run`` runs the quick start's commands on a
-  fresh clone. Nothing else is left out.
-- ``ini``: written to an ``alembic.ini`` in a temporary directory, where the next shell block
-  runs.
+  with ``DATABASE_URL`` set and this venv's ``bin/`` first on ``PATH``, from the repository root
+  (right after an ``ini`` or ``json`` block: beside that file); every command must exit 0.
+  Lines that install software, start Docker or run this test suite are not run
+  (``SKIPPED_LINE_PREFIXES``): ``.ci/run`` runs the quick start's commands on a fresh clone.
+  Nothing else is left out.
+- ``ini`` and ``json``: a file that the blocks after it use, named after the language on the
+  fence line (``json langgraph.json``: GitHub shows the block as JSON and ignores the name). An
+  ``ini`` block without a name is an ``alembic.ini``; a ``json`` block must have one. The file
+  is written to the page's scratch directory (a fresh temporary directory), where the next
+  shell block runs, and where the page's Python runs.
 - ``text``: output shown to the reader, not code; nothing runs.
 
 Any other language, or a fence without one, fails the test rather than go unrun.
@@ -61,8 +65,10 @@ SKIPPED_LINE_PREFIXES = (
 
 PYTHON = ("python",)
 SHELL = ("sh", "bash")
+# The languages of file blocks, and the name a block gets when its fence line gives none.
+FILES: dict[str, str | None] = {"ini": "alembic.ini", "json": None}
 SHOWN = ("text",)
-LANGUAGES = (*PYTHON, *SHELL, "ini", *SHOWN)
+LANGUAGES = (*PYTHON, *SHELL, *FILES, *SHOWN)
 OPTIONS = ("script", "vector")
 
 # A fence may be indented (a block inside a list item); it closes at the same indentation.
@@ -91,6 +97,7 @@ class Block:
     lang: str
     body: str
     line: int  # the line of the page where the body starts (1-based)
+    file: str | None = None  # ini / json: the name it is written under
 
 
 def page_blocks(path: Path) -> list[Block]:
@@ -101,18 +108,32 @@ def page_blocks(path: Path) -> list[Block]:
         indent = match.group("indent")
         body = textwrap.dedent(match.group("body")) if indent else match.group("body")
         line = text.count("\n", 0, match.start("body")) + 1
-        blocks.append(Block(match.group("info").strip(), body, line))
+        blocks.append(_block(path, match.group("info").split(), body, line))
     fences = len(_ANY_FENCE_LINE.findall(text))
     assert fences == 2 * len(blocks), (
         f"{path.name}: {fences} fence lines but {len(blocks)} blocks read; an unclosed fence, a "
         "~~~ fence or a closing fence indented unlike its opening one would go unrun"
     )
-    for block in blocks:
-        assert block.lang in LANGUAGES, (
-            f"{path.name}:{block.line}: a block in {block.lang or 'no language'!r}; "
-            f"label it one of {LANGUAGES} (see tests/doc_blocks.py)"
-        )
     return blocks
+
+
+def _block(path: Path, info: list[str], body: str, line: int) -> Block:
+    lang, named = (info[0], info[1:]) if info else ("", [])
+    where = f"{path.name}:{line}"
+    assert lang in LANGUAGES, (
+        f"{where}: a block in {lang or 'no language'!r}; "
+        f"label it one of {LANGUAGES} (see tests/doc_blocks.py)"
+    )
+    if lang not in FILES:
+        assert not named, f"{where}: only {tuple(FILES)} blocks name a file, not {info!r}"
+        return Block(lang, body, line)
+    assert len(named) <= 1, f"{where}: one file name after {lang!r}, not {named!r}"
+    file = named[0] if named else FILES[lang]
+    assert file, f"{where}: a {lang} block names its file (```{lang} NAME)"
+    assert Path(file).name == file and file not in (".", ".."), (
+        f"{where}: {file!r} is not a plain file name"
+    )
+    return Block(lang, body, line, file)
 
 
 def markdown_blocks(path: Path) -> list[tuple[str, str]]:
@@ -213,6 +234,19 @@ async def run_page(path: Path, database_url: str, tmp_path: Path) -> dict[str, i
     blocks = page_blocks(path)
     if "script" in page_options(path):
         return _run_script_page(path, blocks, database_url, tmp_path)
+    # Python runs in the page's scratch directory, as a script page does, so that it finds
+    # the files the page's ini and json blocks write there (and writes nowhere else).
+    previous = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        return await _run_blocks(path, blocks, database_url, tmp_path)
+    finally:
+        os.chdir(previous)
+
+
+async def _run_blocks(
+    path: Path, blocks: list[Block], database_url: str, tmp_path: Path
+) -> dict[str, int]:
     env = shell_env(database_url)
     namespace: dict[str, Any] = {"__name__": path.stem.replace("-", "_")}
     ran: dict[str, int] = {}
@@ -236,9 +270,10 @@ async def run_page(path: Path, database_url: str, tmp_path: Path) -> dict[str, i
                     await result
             printed += out.getvalue().splitlines()
             expected += expected_prints(block.body)
-        elif block.lang == "ini":
-            (tmp_path / "alembic.ini").write_text(block.body)
-            cwd = tmp_path  # the shell block after it runs beside that alembic.ini
+        elif block.lang in FILES:
+            assert block.file is not None
+            (tmp_path / block.file).write_text(block.body)
+            cwd = tmp_path  # the shell block after it runs beside that file
         elif block.lang in SHELL:
             run_shell(where, block.body, env, cwd)
             cwd = ROOT
