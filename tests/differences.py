@@ -179,6 +179,7 @@ SURFACE: dict[str, str] = {
     "AsyncSQLAlchemyStore.from_conn_string(pool_config): annotation 'Mapping[str, Any] | None', "
     "upstream 'None | PoolConfig'": _POOL_CONFIG,
     "AsyncSQLAlchemyStore.__init__(retry): ours only": _RETRY,
+    "AsyncSQLAlchemyStore.from_conn_string(retry): ours only": _RETRY,
     "AsyncSQLAlchemyStore.__init__(schema): ours only": _SCHEMA,
     "AsyncSQLAlchemyStore.from_conn_string(deserializer): ours only": (
         "upstream takes a deserializer only in the constructor"

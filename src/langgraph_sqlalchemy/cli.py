@@ -3,11 +3,11 @@
 The database URL comes from ``--database-url``, then ``DATABASE_URL``; with neither, the embedded
 PostgreSQL (the ``embedded`` extra) is started in ``.pgdata``. Errors are one line on stderr.
 
-Exit codes: 0 success; 1 ``check`` found the database behind head (or ``prune``/``sweep`` found
-nothing to do with ``--fail-if-none``); 2 bad usage; 3 the database failed or was unreachable;
-4 a migration failed; 141 (128 + SIGPIPE, as the shell reports any tool stopped that way) stdout
-was closed before the output was written, e.g. ``langgraph-sqlalchemy stats | head -1``: the
-command stops quietly, and what it already committed stays committed.
+Exit codes: 0 success; 1 ``check`` found the database behind head; 2 bad usage; 3 the
+database failed or was unreachable; 4 a migration failed; 141 (128 + SIGPIPE, as the shell
+reports any tool stopped that way) stdout was closed before the output was written, e.g.
+``langgraph-sqlalchemy stats | head -1``: the command stops quietly, and what it already
+committed stays committed.
 """
 
 from __future__ import annotations

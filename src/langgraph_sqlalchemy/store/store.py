@@ -363,6 +363,7 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
         deserializer: Callable[[bytes], dict[str, Any]] | None = None,
         schema: str | None = None,
         pgbouncer: bool = False,
+        retry: RetryPolicy | None = None,
         **engine_kwargs: Any,
     ) -> AsyncIterator[AsyncSQLAlchemyStore]:
         """A store on an engine of its own, disposed on exit.
@@ -374,7 +375,14 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
             conn_string, pool_config=pool_config, pgbouncer=pgbouncer, **engine_kwargs
         )
         try:
-            store = cls(engine, index=index, ttl=ttl, deserializer=deserializer, schema=schema)
+            store = cls(
+                engine,
+                index=index,
+                ttl=ttl,
+                deserializer=deserializer,
+                schema=schema,
+                retry=retry,
+            )
             try:
                 yield store
             finally:
