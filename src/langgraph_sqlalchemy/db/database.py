@@ -243,10 +243,18 @@ class Database:
             and (form := statement.driver_form(engine.dialect)) is not None
         ):
             sql, values = form
+            tried = False
 
             def direct(autocommit: bool) -> Awaitable[Rows]:
-                if not autocommit:  # a pooler turned up: the ordinary way from now on
+                # Only the first attempt takes the shortcut. A retry follows a lost connection,
+                # and SQLAlchemy's Connection, on meeting one, invalidates every connection of
+                # the pool opened before it (they died with the same server or reaper), which
+                # the shortcut, outside SQLAlchemy's error handling, cannot do. A pooler that
+                # turned up (autocommit off) also means the ordinary way from now on.
+                nonlocal tried
+                if tried or not autocommit:
                     return self._once(statement.execute, autocommit)
+                tried = True
                 return self._on_driver(sql, values)
 
             return await self._attempts(direct, op=op, direct=True)
