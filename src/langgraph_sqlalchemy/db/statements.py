@@ -14,12 +14,12 @@ fire ``before_execute`` / ``after_execute``; with a listener of those on the eng
 statement runs through ``conn.execute`` instead, and they see it once too.
 
 Only public API: from the compiled object ``Compiled.string`` and ``params`` and
-``SQLCompiler.construct_expanded_state()`` (whose ``ExpandedState`` gives the positional order
-and the constants' values); the parameters' types from the statement's own ``BindParameter``
-objects (``sqlalchemy.sql.visitors.iterate``), and their processors from
-``TypeEngine.dialect_impl().bind_processor()``. Anything these do not settle for certain (a
-constant that binds of different types share and would send differently) leaves the
-statement to ``conn.execute``. A test compares, for every statement, the SQL
+``SQLCompiler.construct_expanded_state()`` (whose ``ExpandedState.positional_parameters``
+gives the values in the driver's order, the constants among them); the parameters' types from
+the statement's own ``BindParameter`` objects (``sqlalchemy.sql.visitors.iterate``), and their
+processors from ``TypeEngine.dialect_impl().bind_processor()``. Anything these do not settle
+for certain (a constant that binds of different types share and would send differently)
+leaves the statement to ``conn.execute``. A test compares, for every statement, the SQL
 and values this module sends with what ``conn.execute`` itself sends, so an upgrade of
 SQLAlchemy that changed any of it fails there first.
 
@@ -95,12 +95,10 @@ def _compile(statement: ClauseElement, dialect: Dialect) -> CompiledForm | None:
     state = compiled.construct_expanded_state({**known, **slots}, escape_names=False)
     if state.parameter_expansion or state.statement != compiled.string:
         return None  # rendered at execution time: the text differs from call to call
-    if state.positiontup is None:
-        return None
     binds = _binds_of(statement)
     entries: list[tuple[str | None, Any, _Processor | None]] = []
-    for key in state.positiontup:
-        value = state.parameters[key]
+    # The values in the driver's order: a _Slot where the caller's value goes.
+    for value in state.positional_parameters:
         if isinstance(value, _Slot):
             processor = _processor([b for b in binds if b.key == value.name], dialect)
             if processor is False:

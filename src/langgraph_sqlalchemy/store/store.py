@@ -45,7 +45,7 @@ from langgraph.store.base.batch import AsyncBatchedBaseStore
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .. import migrations
-from ..db import Database, RetryPolicy, Rows
+from ..db import Database, RetryPolicy, Rows, sqlstate
 from ..db.statements import BoundStatement
 from ..engine import create_engine
 from ..errors import DatabaseError, InvalidInputError
@@ -167,20 +167,6 @@ def _check_vector(index: IndexSettings, vector: Sequence[float]) -> list[float]:
     if not math.isfinite(sum(values)) and not all(map(math.isfinite, values)):
         raise InvalidInputError("the embedding function returned NaN or Infinity")
     return values
-
-
-def _sqlstate(exc: BaseException) -> str | None:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        code = getattr(current, "sqlstate", None) or getattr(
-            getattr(current, "orig", None), "sqlstate", None
-        )
-        if isinstance(code, str):
-            return code
-        current = current.__cause__
-    return None
 
 
 def _op_key(op: object) -> Hashable:
@@ -775,7 +761,7 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
                     return results
             return await self.db.run(work, op="store.batch")
         except DatabaseError as exc:
-            if _sqlstate(exc) == _PROGRAM_LIMIT_EXCEEDED:
+            if sqlstate(exc) == _PROGRAM_LIMIT_EXCEEDED:
                 raise InvalidInputError(
                     f"a namespace, key or value exceeds a PostgreSQL size limit; nothing of the "
                     f"batch was written ({exc})"
