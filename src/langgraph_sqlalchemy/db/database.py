@@ -356,11 +356,7 @@ class Database:
         engine = self._autocommit_engine if autocommit else self.engine
         checkout = time.perf_counter()
         conn = await engine.connect()
-        waited = time.perf_counter() - checkout
-        if waited >= _CONNECTION_WAIT_EVENT_SECONDS:
-            telemetry.record_event(
-                "db.client.connection.wait", {"db.client.connection.wait_time": waited}
-            )
+        _report_wait(checkout)
         try:
             if autocommit:
                 result = await work(conn)
@@ -384,11 +380,7 @@ class Database:
         assert self.engine is not None
         checkout = time.perf_counter()
         raw = await self.engine.raw_connection()
-        waited = time.perf_counter() - checkout
-        if waited >= _CONNECTION_WAIT_EVENT_SECONDS:
-            telemetry.record_event(
-                "db.client.connection.wait", {"db.client.connection.wait_time": waited}
-            )
+        _report_wait(checkout)
         try:
             driver: Any = raw.driver_connection
             rows: Rows = await driver.fetch(sql, *values)
@@ -502,6 +494,15 @@ async def _release_after_failure(conn: AsyncConnection, exc: BaseException) -> N
             cancelled = True
     if cancelled and not isinstance(exc, asyncio.CancelledError):
         raise asyncio.CancelledError()
+
+
+def _report_wait(checkout: float) -> None:
+    """A span event for a checkout (started at ``checkout``) slow enough to matter."""
+    waited = time.perf_counter() - checkout
+    if waited >= _CONNECTION_WAIT_EVENT_SECONDS:
+        telemetry.record_event(
+            "db.client.connection.wait", {"db.client.connection.wait_time": waited}
+        )
 
 
 def _connection_may_be_dead(exc: BaseException) -> bool:

@@ -10,10 +10,12 @@ thread.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextvars
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -66,6 +68,25 @@ def check_conn_string(owner: str, conn_string: object) -> URL:
     return normalize_url(conn_string)
 
 
+class _Sweeping(Protocol):
+    """An async saver or store: what owns a TTL sweeper."""
+
+    async def start_ttl_sweeper(
+        self, sweep_interval_minutes: float | None = None
+    ) -> asyncio.Task[None]: ...
+
+    async def stop_ttl_sweeper(self, timeout: float | None = None) -> bool: ...
+
+
+async def _until_stopped(sweeping: _Sweeping, task: asyncio.Task[None]) -> None:
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        # The caller cancelled the future start_sweeper returned: the sweeper stops then.
+        await sweeping.stop_ttl_sweeper()
+        raise
+
+
 class OwnedEngine(Generic[Core]):
     """A loop thread, the engine made on it, and the core ``build(engine)`` made on it."""
 
@@ -112,6 +133,20 @@ class OwnedEngine(Generic[Core]):
     @property
     def closed(self) -> bool:
         return self.thread.closed
+
+    def start_sweeper(
+        self, sweeping: _Sweeping, sweep_interval_minutes: float | None
+    ) -> concurrent.futures.Future[None]:
+        """Start ``sweeping``'s TTL sweeper on the loop; a future that finishes when the
+        sweeper stops, and cancelling it stops the sweeper (as upstream's sync classes)."""
+        # In an empty context, as upstream's sweeper thread runs: the sweeps are not part of
+        # the call (or request span) that happened to start the sweeper.
+        task = self.thread.run(
+            sweeping.start_ttl_sweeper(sweep_interval_minutes),
+            "start_ttl_sweeper",
+            context=contextvars.Context(),
+        )
+        return self.thread.spawn(_until_stopped(sweeping, task), "start_ttl_sweeper")
 
     def close(self) -> None:
         """Close now (idempotent): later calls raise, calls in progress finish first."""

@@ -9,9 +9,7 @@ async methods work too, from any other event loop (``graph.ainvoke`` in ``asynci
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
-import contextvars
 import copy
 import functools
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
@@ -166,15 +164,7 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
         """Sweep expired threads every ``sweep_interval_minutes`` (default: the ttl config's,
         else 5) on the saver's loop until stopped; returns a future that finishes when the
         sweeper stops (cancelling it stops the sweeper), as the sync store's."""
-        core = self._core
-        # An empty context: the sweeps are not part of the call (or request span) that
-        # happened to start the sweeper.
-        task = self._owned.thread.run(
-            core.start_ttl_sweeper(sweep_interval_minutes),
-            "start_ttl_sweeper",
-            context=contextvars.Context(),
-        )
-        return self._owned.thread.spawn(_until_stopped(core, task), "start_ttl_sweeper")
+        return self._owned.start_sweeper(self._core, sweep_interval_minutes)
 
     def stop_ttl_sweeper(self, timeout: float | None = None) -> bool:
         """Stop the sweeper; False if it did not stop within ``timeout`` seconds."""
@@ -373,11 +363,3 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
             self._saver.aget_delta_channel_history(config=config, channels=channels),
         )
 
-
-async def _until_stopped(core: AsyncSQLAlchemySaver, task: asyncio.Task[None]) -> None:
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        # The caller cancelled the future start_ttl_sweeper returned: the sweeper stops then.
-        await core.stop_ttl_sweeper()
-        raise

@@ -7,9 +7,7 @@ batch (``AsyncBatchedBaseStore``); the async methods work from any other event l
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
-import contextvars
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
@@ -206,15 +204,7 @@ class SQLAlchemyStore(BaseStore):
         """Sweep expired items every ``sweep_interval_minutes`` (default: the TTLConfig's, else
         5) on the store's loop until stopped; as upstream, returns a future that finishes when
         the sweeper stops, and cancelling it stops the sweeper."""
-        core = self._core
-        # The sweeper task starts in an empty context, as upstream's sweeper thread does: its
-        # sweeps are not part of the call (or request span) that happened to start it.
-        task = self._owned.thread.run(
-            core.start_ttl_sweeper(sweep_interval_minutes),
-            "start_ttl_sweeper",
-            context=contextvars.Context(),
-        )
-        return self._owned.thread.spawn(_until_stopped(core, task), "start_ttl_sweeper")
+        return self._owned.start_sweeper(self._core, sweep_interval_minutes)
 
     def stop_ttl_sweeper(self, timeout: float | None = None) -> bool:
         """Stop the sweeper; False if it did not stop within ``timeout`` seconds."""
@@ -352,11 +342,3 @@ async def _stop_sweeper(core: AsyncSQLAlchemyStore) -> None:
     await core.stop_ttl_sweeper()
 
 
-async def _until_stopped(core: AsyncSQLAlchemyStore, task: asyncio.Task[None]) -> None:
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        # The caller cancelled the future start_ttl_sweeper returned: upstream stops the
-        # sweeper then.
-        await core.stop_ttl_sweeper()
-        raise
