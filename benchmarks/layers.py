@@ -40,10 +40,11 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from langgraph_sqlalchemy import AsyncSQLAlchemySaver, migrations
 from langgraph_sqlalchemy.checkpoint.repository import repository_for
@@ -107,40 +108,32 @@ def stacks(engine: AsyncEngine, traced: AsyncEngine) -> dict[str, Callable[[], A
 
         return run
 
-    def execute_core(bound: BoundStatement) -> Any:
+    async def execute_core(conn: AsyncConnection, statement: Any, params: Any) -> None:
+        result = await conn.execute(statement, params)
+        if result.returns_rows:
+            result.all()
+
+    def core_on_connection(bound: BoundStatement) -> Any:
         statement, params = bound.statement.statement, dict(bound.params)
 
         async def run(calls: int) -> None:
             for _ in range(calls):
                 conn = await autocommit.connect()
-                result = await conn.execute(statement, params)
-                if result.returns_rows:
-                    result.all()
+                await execute_core(conn, statement, params)
                 await conn.close()
 
         return run
 
-    def async_with(bound: BoundStatement) -> Any:
+    def core_in_context(
+        bound: BoundStatement, open_: Callable[[], AbstractAsyncContextManager[AsyncConnection]]
+    ) -> Any:
+        """``async with open_() as conn``: ``engine.connect()`` or ``engine.begin()``."""
         statement, params = bound.statement.statement, dict(bound.params)
 
         async def run(calls: int) -> None:
             for _ in range(calls):
-                async with autocommit.connect() as conn:
-                    result = await conn.execute(statement, params)
-                    if result.returns_rows:
-                        result.all()
-
-        return run
-
-    def begin(bound: BoundStatement) -> Any:
-        statement, params = bound.statement.statement, dict(bound.params)
-
-        async def run(calls: int) -> None:
-            for _ in range(calls):
-                async with engine.begin() as conn:
-                    result = await conn.execute(statement, params)
-                    if result.returns_rows:
-                        result.all()
+                async with open_() as conn:
+                    await execute_core(conn, statement, params)
 
         return run
 
@@ -158,9 +151,9 @@ def stacks(engine: AsyncEngine, traced: AsyncEngine) -> dict[str, Callable[[], A
         "driver via AsyncConnection": via_connection,
         "exec_driver_sql (our observable path)": lambda b: exec_driver(b, autocommit),
         "exec_driver_sql + listener": lambda b: exec_driver(b, traced_autocommit),
-        "execute(Core)": execute_core,
-        "async with + execute(Core)": async_with,
-        "engine.begin() + execute(Core)": begin,
+        "execute(Core)": core_on_connection,
+        "async with + execute(Core)": lambda b: core_in_context(b, autocommit.connect),
+        "engine.begin() + execute(Core)": lambda b: core_in_context(b, engine.begin),
         "connect + close only": lambda b: connect_only(autocommit),
         "connect + close only, default isolation": lambda b: connect_only(engine),
     }
