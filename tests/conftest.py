@@ -111,6 +111,18 @@ async def new_database(
 
 
 @pytest.fixture
+async def own_database(new_database: Callable[[], Awaitable[str]]) -> str:
+    """A migrated database nobody else connects to (its backends are ours to count and kill)."""
+    url = await new_database()
+    engine = create_engine(url)
+    try:
+        await migrations.upgrade(engine)
+    finally:
+        await engine.dispose()
+    return url
+
+
+@pytest.fixture
 async def empty_url(new_database: Callable[[], Awaitable[str]]) -> str:
     return await new_database()
 

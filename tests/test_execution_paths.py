@@ -25,7 +25,7 @@ import logging
 import re
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -44,7 +44,6 @@ from langgraph_sqlalchemy import (
     AsyncSQLAlchemySaver,
     AsyncSQLAlchemyStore,
     DatabaseUnavailableError,
-    migrations,
 )
 from langgraph_sqlalchemy.checkpoint.repository import ListFilter, repository_for
 from langgraph_sqlalchemy.db import OBSERVABLE_OPTION, BoundStatement, RetryPolicy, unobserved
@@ -325,18 +324,6 @@ async def test_both_paths_answer_alike(plain: AsyncEngine) -> None:
 
 
 # --- broken and cancelled connections ----------------------------------------------------------
-
-
-@pytest.fixture
-async def own_database(new_database: Callable[[], Awaitable[str]]) -> str:
-    """A migrated database nobody else connects to (its backends are ours to count and kill)."""
-    url = await new_database()
-    engine = create_engine(url)
-    try:
-        await migrations.upgrade(engine)
-    finally:
-        await engine.dispose()
-    return url
 
 
 async def _backends(admin: AsyncConnection) -> set[int]:

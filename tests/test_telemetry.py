@@ -42,7 +42,6 @@ from langgraph_sqlalchemy import (
     AsyncSQLAlchemyStore,
     DatabaseError,
     InvalidInputError,
-    migrations,
     telemetry,
 )
 from langgraph_sqlalchemy.db import OBSERVABLE_OPTION
@@ -443,18 +442,6 @@ async def test_identifiers_are_recorded_only_after_opting_in(
 # --- retries and pool waits as span events -----------------------------------------------------
 
 
-@pytest.fixture
-async def own_url(new_database: Callable[[], Awaitable[str]]) -> str:
-    """A migrated database nobody else uses: its backends are ours to kill."""
-    url = await new_database()
-    engine = create_engine(url)
-    try:
-        await migrations.upgrade(engine)
-    finally:
-        await engine.dispose()
-    return url
-
-
 async def _terminate_other_backends(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
         killed = (
@@ -472,11 +459,11 @@ async def _terminate_other_backends(engine: AsyncEngine) -> int:
 
 @pytest.mark.parametrize("path", ["shortcut", "observable"])
 async def test_a_retry_is_an_event_on_the_operation_span(
-    own_url: str, spans: Recorder, path: str
+    own_database: str, spans: Recorder, path: str
 ) -> None:
     options = {OBSERVABLE_OPTION: True} if path == "observable" else {}
-    own = create_engine(own_url, pool_size=1, max_overflow=0, execution_options=options)
-    killer = create_engine(own_url)
+    own = create_engine(own_database, pool_size=1, max_overflow=0, execution_options=options)
+    killer = create_engine(own_database)
     try:
         saver = AsyncSQLAlchemySaver(own)
         stored = await saver.aput(cfg("retry"), checkpoint(), {}, {})  # the pooled connection
