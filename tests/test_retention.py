@@ -253,6 +253,33 @@ async def test_tracking_off_writes_no_activity_and_the_sweep_still_finds_the_thr
     assert (await rows_of(engine, "recent"))["checkpoints"] == 3
 
 
+async def test_a_copied_thread_is_a_fresh_write_with_the_sources_ttl(
+    engine: AsyncEngine,
+) -> None:
+    saver = AsyncSQLAlchemySaver(engine, ttl=TTL)
+    await write_thread(saver, "original", ts=LONG_AGO, checkpoint_ttl=90)
+    await age(engine, ["original"])
+    await saver.acopy_thread("original", "copy")
+    await saver.acopy_thread("nothing-here", "empty-copy")
+
+    copied = await activity_of(engine, "copy")
+    assert copied is not None and copied.ttl_minutes == 90.0
+    assert copied.last_activity > (await activity_of(engine, "original")).last_activity
+    assert await activity_of(engine, "empty-copy") is None  # nothing copied, nothing recorded
+    # The copy's checkpoints carry the original's old ts; the copy lives by its own write.
+    assert await saver.asweep_ttl() == 1
+    assert await rows_of(engine, "original") == GONE
+    assert await rows_of(engine, "copy") == WHOLE
+    # A target that had its own TTL keeps it.
+    await write_thread(saver, "kept", checkpoint_ttl=5)
+    await saver.acopy_thread("copy", "kept")
+    assert (await activity_of(engine, "kept")).ttl_minutes == 5.0
+    # Tracking off: the copy records nothing, as no other write does.
+    quiet = AsyncSQLAlchemySaver(engine, ttl=TTL, track_activity=False)
+    await quiet.acopy_thread("copy", "quiet-copy")
+    assert await activity_of(engine, "quiet-copy") is None
+
+
 # --- the delete strategy -------------------------------------------------------------------------
 
 

@@ -531,10 +531,17 @@ class CheckpointRepository:
         )
         await conn.execute(stmt)
 
-    async def copy_thread(self, conn: AsyncConnection, source: str, target: str) -> None:
+    async def copy_thread(
+        self, conn: AsyncConnection, source: str, target: str, *, track_activity: bool = True
+    ) -> None:
         """Every row of ``source`` again under ``target``, in one statement.
 
         Existing target rows win (``DO NOTHING``), so running it twice is harmless.
+
+        ``track_activity``: the copy is a write to ``target`` and records it as one (last
+        activity now, the source's own TTL unless the target has one). Without that row a
+        sweep would judge the copy by its checkpoints' ``ts``, which are the source's, and
+        remove a copy of an old thread at the next sweep.
         """
         c, b, w = self.checkpoints, self.blobs, self.writes
         dst = literal(target, Text)
@@ -580,7 +587,28 @@ class CheckpointRepository:
             .add_cte(copy_checkpoints)
             .add_cte(copy_blobs)
         )
+        if track_activity:
+            stmt = stmt.add_cte(self._copied_activity(source, target).cte("copied_activity"))
         await conn.execute(stmt)
+
+    def _copied_activity(self, source: str, target: str) -> Insert:
+        """The target's activity row for :meth:`copy_thread` (only when the source has
+        checkpoints: an empty copy writes nothing, so it records nothing either)."""
+        a, c = self.tables.checkpoint_thread_activity, self.checkpoints
+        source_ttl = (
+            select(a.c.ttl_minutes).where(a.c.thread_id == source).scalar_subquery()
+        )
+        row = select(literal(target, Text), func.now(), source_ttl).where(
+            exists().where(c.c.thread_id == source)
+        )
+        stmt = insert(a).from_select(["thread_id", "last_activity", "ttl_minutes"], row)
+        return stmt.on_conflict_do_update(
+            index_elements=[a.c.thread_id],
+            set_={
+                "last_activity": stmt.excluded.last_activity,
+                "ttl_minutes": func.coalesce(a.c.ttl_minutes, stmt.excluded.ttl_minutes),
+            },
+        )
 
     async def delete_for_runs(self, conn: AsyncConnection, run_ids: Sequence[str]) -> int:
         """Checkpoints whose ``metadata.run_id`` is one of ``run_ids``, with their writes.

@@ -426,7 +426,9 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
             return
 
         async def work(conn: AsyncConnection) -> None:
-            await self.repository.copy_thread(conn, source, target)
+            await self.repository.copy_thread(
+                conn, source, target, track_activity=self.track_activity
+            )
 
         await self.db.run(work, op="acopy_thread", single_statement=True)
 
