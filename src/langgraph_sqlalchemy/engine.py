@@ -14,22 +14,23 @@ from typing import Any
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from .conninfo import is_keyword_value, keyword_value_to_url, split_libpq
 from .db import POOLER_OPTION
 from .errors import InvalidInputError
 
 __all__ = ["create_engine", "normalize_url"]
 
-# libpq spells some connection options differently from asyncpg; URLs copied from psycopg
-# configuration (as upstream users have them) should keep working unchanged.
-_LIBPQ_TO_ASYNCPG = {"sslmode": "ssl", "connect_timeout": "timeout"}
-
-
 def normalize_url(url: str | URL) -> URL:
-    """``postgresql://`` and ``postgres://`` URLs as ``postgresql+asyncpg://``.
+    """``postgresql://`` and ``postgres://`` URLs, and libpq's keyword/value strings
+    (``host=h dbname=app user=u``), as ``postgresql+asyncpg://`` URLs.
 
     Unix-socket URLs (``postgresql://user@/db?host=/run/postgresql``) pass through: the asyncpg
     dialect hands ``host`` to ``asyncpg.connect``, which treats a path as a socket directory.
+    libpq's query parameters stay in the URL; :func:`create_engine` sorts them out
+    (:func:`~langgraph_sqlalchemy.conninfo.split_libpq`).
     """
+    if isinstance(url, str) and is_keyword_value(url):
+        return keyword_value_to_url(url)
     try:
         parsed = make_url(url) if isinstance(url, str) else url
     except Exception as exc:  # sqlalchemy raises ArgumentError with the URL in it
@@ -47,11 +48,7 @@ def normalize_url(url: str | URL) -> URL:
             f"the {driver!r} driver is not supported; use postgresql:// or "
             "postgresql+asyncpg:// (asyncpg is the driver this library runs on)"
         )
-    query = dict(parsed.query)
-    for libpq_name, asyncpg_name in _LIBPQ_TO_ASYNCPG.items():
-        if libpq_name in query and asyncpg_name not in query:
-            query[asyncpg_name] = query.pop(libpq_name)
-    return parsed.set(drivername="postgresql+asyncpg", query=query)
+    return parsed.set(drivername="postgresql+asyncpg")
 
 
 def _redact(url: object) -> str:
@@ -107,6 +104,15 @@ def create_engine(
     asyncpg's Parse and its Bind/Execute to different server connections).
     """
     kwargs: dict[str, Any] = {**_pool_kwargs(pool_config), **engine_kwargs}
+    normalized = normalize_url(url)
+    query, libpq_args = split_libpq(normalized.query)
+    if libpq_args:
+        # What the caller passes in connect_args wins over what the URL says.
+        given = dict(kwargs.pop("connect_args", {}) or {})
+        settings = {**libpq_args.pop("server_settings", {}), **given.get("server_settings", {})}
+        kwargs["connect_args"] = {**libpq_args, **given}
+        if settings:
+            kwargs["connect_args"]["server_settings"] = settings
     if pgbouncer:
         connect_args = dict(kwargs.pop("connect_args", {}) or {})
         connect_args.setdefault("statement_cache_size", 0)
@@ -120,4 +126,4 @@ def create_engine(
         options = dict(kwargs.pop("execution_options", {}) or {})
         options[POOLER_OPTION] = True
         kwargs["execution_options"] = options
-    return create_async_engine(normalize_url(url), **kwargs)
+    return create_async_engine(normalized.set(query=query), **kwargs)

@@ -159,7 +159,8 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         """A saver on an engine of its own for ``conn_string``, disposed on exit (its TTL
         sweeper, if started, stopped first).
 
-        ``postgresql://`` URLs (libpq style, as upstream takes them) run on asyncpg.
+        ``conn_string`` is what upstream takes, a ``postgresql://`` URI or libpq's
+        keyword/value string (:mod:`langgraph_sqlalchemy.conninfo`), and runs on asyncpg.
         ``pipeline`` is accepted for upstream's callers and changes nothing: each call is
         already one statement (or one transaction).
         """
