@@ -4,6 +4,7 @@ One engine is shared by the app's own queries, the checkpoint saver and the stor
 two migration histories side by side: the app's (its `orders` table, `alembic_version`) and
 langgraph-sqlalchemy's (`langgraph_sqlalchemy_version`).
 
+    pip install -e ".[examples]"      # fastapi and uvicorn, from a clone of this repository
     DATABASE_URL=postgresql://… uvicorn examples.fastapi_app.app:app
 """
 
