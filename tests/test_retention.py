@@ -635,9 +635,13 @@ async def test_host_connection_saver_sweeps_inside_the_host_transaction(
 WORKER = Path(__file__).with_name("retention_worker.py")
 
 
-def _worker(url: str, batch_size: int, pause: float = 0.0) -> subprocess.Popen[str]:
+def _worker(
+    url: str, batch_size: int, pause: float = 0.0, *, wait: bool = False
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, str(WORKER), url, str(batch_size), str(pause)],
+        [sys.executable, str(WORKER), url, str(batch_size), str(pause)]
+        + (["wait"] if wait else []),
+        stdin=subprocess.PIPE if wait else None,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -663,7 +667,16 @@ async def test_two_sweepers_in_two_processes_never_take_a_thread_twice(
         await write_thread(AsyncSQLAlchemySaver(engine), "alive")
         await age(engine, threads)
 
-        workers = [_worker(url, 7), _worker(url, 7)]
+        # Both sweeps start together (each worker waits, connected, for the start line) and
+        # pause between batches, so that neither can finish before the other has begun.
+        workers = [_worker(url, 7, 0.005, wait=True) for _ in range(2)]
+        for worker in workers:
+            assert worker.stdout is not None
+            assert (await asyncio.to_thread(worker.stdout.readline)).strip() == "ready"
+        for worker in workers:
+            assert worker.stdin is not None
+            worker.stdin.write("go\n")
+            worker.stdin.flush()
         outputs = [await _finish(w) for w in workers]
 
         removed = [int(lines[-1].split()[1]) for lines in outputs]
