@@ -14,6 +14,8 @@ import os
 import signal
 import subprocess
 import sys
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +68,13 @@ def run(thread_id: str, **configurable: Any) -> Any:
         ({"default_ttl": math.inf}, "default_ttl"),
         ({"default_ttl": "30d"}, "default_ttl"),
         ({"default_ttl": True}, "default_ttl"),
-        ({"default_ttl": MAX_TTL_MINUTES * 2}, "1000 years"),
+        ({"default_ttl": MAX_TTL_MINUTES * 2}, "1,900 years"),
         ({"strategy": "archive"}, "strategy"),
         ({"strategy": None}, "strategy"),
         ({"sweep_interval_minutes": 0}, "sweep_interval_minutes"),
         ({"sweep_interval_minutes": math.nan}, "sweep_interval_minutes"),
         ({"sweep_interval_minutes": "hourly"}, "sweep_interval_minutes"),
+        ({"sweep_interval_minutes": 1e12}, "at most 1,000,000,000"),
         ({"sweep_limit": 0}, "sweep_limit"),
         ({"sweep_limit": 2.5}, "sweep_limit"),
         ({"default_tll": 60}, "unknown"),
@@ -100,6 +103,23 @@ def test_good_ttl_configs_are_accepted(engine: AsyncEngine) -> None:
     assert AsyncSQLAlchemySaver(engine, ttl={}).ttl_config == {}
     AsyncSQLAlchemySaver(engine, ttl={"strategy": "keep_latest", "default_ttl": 0.5})
     AsyncSQLAlchemySaver(engine, ttl={"default_ttl": None, "sweep_limit": 1000})
+    # The store's bounds, and its number types: Decimal and Fraction are numbers of minutes too.
+    AsyncSQLAlchemySaver(
+        engine,
+        ttl={"default_ttl": Decimal("90.5"), "sweep_interval_minutes": Fraction(1, 2)},
+    )
+
+
+async def test_the_longest_ttl_reaches_the_server_without_overflow(engine: AsyncEngine) -> None:
+    # now() minus a billion minutes is in the year 126: still a timestamptz, so a sweep with
+    # the longest TTL there is keeps a thread last written in 2020 and fails on nothing.
+    saver = AsyncSQLAlchemySaver(engine, ttl={"default_ttl": MAX_TTL_MINUTES})
+    await write_thread(saver, "ancient", checkpoint_ttl=MAX_TTL_MINUTES)
+    await write_thread(saver, "by-default")
+    await age(engine)
+    assert await saver.asweep_ttl() == 0
+    assert (await rows_of(engine, "ancient")) == WHOLE
+    assert (await rows_of(engine, "by-default")) == WHOLE
 
 
 @pytest.mark.parametrize("bad", [-5, math.nan, math.inf, "1h", [1], MAX_TTL_MINUTES + 1])

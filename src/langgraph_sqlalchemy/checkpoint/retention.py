@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..database import Database
 from ..errors import InvalidInputError
+from ..ttl_bounds import MAX_TTL_MINUTES, check_sweep_interval, check_ttl
 from .prune import keep_latest, refuse_delta_threads
 from .repository import CheckpointRepository
 from .thread_activity import KEEP_TTL, ActivityStatements, BatchOutcome, TTLUpdate
@@ -48,7 +48,6 @@ __all__ = [
     "ThreadTTLConfig",
     "expired_threads",
     "parse_ttl_config",
-    "sweep_interval",
     "sweep_threads",
     "thread_ttl_of",
 ]
@@ -57,10 +56,6 @@ logger = logging.getLogger("langgraph_sqlalchemy")
 
 #: The run-config key (``config["configurable"][...]``) that sets a thread's own TTL, in minutes.
 CHECKPOINT_TTL_KEY = "checkpoint_ttl"
-
-#: The longest TTL accepted: a thousand years, in minutes. Longer ones cannot be subtracted from
-#: a Postgres timestamp; for "never expires" leave the thread's TTL unset and no default.
-MAX_TTL_MINUTES = 1000 * 365.25 * 24 * 60
 
 STRATEGIES = ("delete", "keep_latest")
 
@@ -90,32 +85,10 @@ class RetentionPolicy:
 
 
 def _minutes(value: object, what: str) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-        or value > MAX_TTL_MINUTES
-    ):
-        raise InvalidInputError(
-            f"{what} must be a number of minutes from 0 to {MAX_TTL_MINUTES:.0f} "
-            f"(1000 years), got {value!r}"
-        )
-    return float(value)
-
-
-def sweep_interval(value: object) -> float:
-    """A sweep interval in minutes: a positive, finite number."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise InvalidInputError(
-            f"sweep_interval_minutes must be a positive number of minutes, got {value!r}"
-        )
-    return float(value)
+    minutes = check_ttl(value, what=what)
+    if minutes is None:  # callers handle None (no TTL) before
+        raise InvalidInputError(f"{what} must be a number of minutes, got None")
+    return minutes
 
 
 def parse_ttl_config(ttl: ThreadTTLConfig | Mapping[str, Any] | None) -> RetentionPolicy | None:
@@ -145,7 +118,7 @@ def parse_ttl_config(ttl: ThreadTTLConfig | Mapping[str, Any] | None) -> Retenti
     return RetentionPolicy(
         strategy=str(strategy),
         default_ttl=None if default is None else _minutes(default, "default_ttl"),
-        sweep_interval_minutes=None if interval is None else sweep_interval(interval),
+        sweep_interval_minutes=None if interval is None else check_sweep_interval(interval),
         sweep_limit=limit,
     )
 

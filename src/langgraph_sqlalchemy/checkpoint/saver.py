@@ -39,6 +39,7 @@ from ..loop_bridge import LoopBridge
 from ..schema import get_tables
 from ..sweeper import TTLSweeper
 from ..telemetry import traced, traced_iterator
+from ..ttl_bounds import check_sweep_interval
 from .configs import read_target, text_id
 from .delta_history import load_delta_channel_history
 from .prune import PRUNE_STRATEGIES, prune_threads
@@ -49,7 +50,6 @@ from .retention import (
     SweepProgress,
     ThreadTTLConfig,
     parse_ttl_config,
-    sweep_interval,
     sweep_threads,
     thread_ttl_of,
 )
@@ -533,7 +533,9 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         self._bridge.bind()
         if sweep_interval_minutes is None and self._retention is not None:
             sweep_interval_minutes = self._retention.sweep_interval_minutes
-        interval = sweep_interval(5.0 if sweep_interval_minutes is None else sweep_interval_minutes)
+        interval = check_sweep_interval(
+            5.0 if sweep_interval_minutes is None else sweep_interval_minutes
+        )
         if not self._sweeper.running:
             self._sweeper_stopping = False
         return self._sweeper.start(interval)
