@@ -20,6 +20,7 @@ from .errors import InvalidInputError
 
 __all__ = ["create_engine", "normalize_url"]
 
+
 def normalize_url(url: str | URL) -> URL:
     """``postgresql://`` and ``postgres://`` URLs, and libpq's keyword/value strings
     (``host=h dbname=app user=u``), as ``postgresql+asyncpg://`` URLs.
@@ -109,7 +110,10 @@ def create_engine(
     if libpq_args:
         # What the caller passes in connect_args wins over what the URL says.
         given = dict(kwargs.pop("connect_args", {}) or {})
-        settings = {**libpq_args.pop("server_settings", {}), **given.get("server_settings", {})}
+        settings = {
+            **libpq_args.pop("server_settings", {}),
+            **(given.get("server_settings") or {}),
+        }
         kwargs["connect_args"] = {**libpq_args, **given}
         if settings:
             kwargs["connect_args"]["server_settings"] = settings
