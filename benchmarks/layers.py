@@ -22,6 +22,10 @@ Stacks, top to bottom:
 - *exec_driver_sql*: ``engine.connect()`` (AUTOCOMMIT), ``exec_driver_sql`` of the statement
   compiled once, close: the observable path;
 - *exec_driver_sql + listener*: the same with a no-op ``before_cursor_execute`` listener;
+- *exec_driver_sql + listener + our span*: the same inside the saver's own OpenTelemetry span
+  (``telemetry.traced``, the decorator on every saver method), recorded by the benchmarks'
+  SDK ``TracerProvider`` with a ``BatchSpanProcessor`` (:mod:`benchmarks.tracing`): the
+  statement of the "traced" column;
 - *execute(Core)*: ``engine.connect()`` (AUTOCOMMIT), ``conn.execute(statement, params)``,
   close: what plain SQLAlchemy code does (compiled cache, cache key);
 - *async with + execute(Core)*: the same inside ``async with engine.connect()`` (whose close
@@ -48,13 +52,29 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from langgraph_sqlalchemy import AsyncSQLAlchemySaver, migrations
 from langgraph_sqlalchemy.checkpoint.repository import repository_for
-from langgraph_sqlalchemy.db import BoundStatement
+from langgraph_sqlalchemy.db import BoundStatement, Database
 from langgraph_sqlalchemy.engine import create_engine
+from langgraph_sqlalchemy.telemetry import traced as traced_operation
 
 from . import backends as bk
+from . import tracing
 from .saver_workloads import make_long_thread
 
 Stack = Callable[[BoundStatement], Awaitable[Any]]
+
+
+class _Spanned:
+    """One statement per call inside the span every saver method opens."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.db = Database(engine)  # what the span's attributes are read from
+        self.autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    @traced_operation("aget_tuple", "checkpoints")
+    async def call(self, bound: BoundStatement) -> None:
+        conn = await self.autocommit.connect()
+        await bound.execute(conn)
+        await conn.close()
 
 
 def stacks(engine: AsyncEngine, traced: AsyncEngine) -> dict[str, Callable[[], Any]]:
@@ -137,6 +157,19 @@ def stacks(engine: AsyncEngine, traced: AsyncEngine) -> dict[str, Callable[[], A
 
         return run
 
+    spanned = _Spanned(traced)
+
+    def exec_driver_in_span(bound: BoundStatement) -> Any:
+        async def run(calls: int) -> None:
+            tracing.activate()  # spans are recorded during this stack's turns only
+            try:
+                for _ in range(calls):
+                    await spanned.call(bound)
+            finally:
+                tracing.deactivate()
+
+        return run
+
     def connect_only(target: AsyncEngine) -> Any:
         async def run(calls: int) -> None:
             for _ in range(calls):
@@ -151,6 +184,7 @@ def stacks(engine: AsyncEngine, traced: AsyncEngine) -> dict[str, Callable[[], A
         "driver via AsyncConnection": via_connection,
         "exec_driver_sql (our observable path)": lambda b: exec_driver(b, autocommit),
         "exec_driver_sql + listener": lambda b: exec_driver(b, traced_autocommit),
+        "exec_driver_sql + listener + our span": exec_driver_in_span,
         "execute(Core)": core_on_connection,
         "async with + execute(Core)": lambda b: core_in_context(b, autocommit.connect),
         "engine.begin() + execute(Core)": lambda b: core_in_context(b, engine.begin),
