@@ -16,31 +16,19 @@ import re
 import warnings
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy.engine import URL
 
 from .errors import InvalidInputError
 
-__all__ = ["is_keyword_value", "keyword_value_to_url", "parse_keyword_value", "split_libpq"]
-
-# URL query parameters asyncpg.connect takes as keyword arguments under libpq's own name
-# (strings are fine for them), and SQLAlchemy's asyncpg dialect options: left in the URL.
-_ASYNCPG_KEYWORDS = frozenset(
-    {
-        "passfile",
-        "service",
-        "target_session_attrs",
-        "krbsrvname",
-        "gsslib",
-        "ssl",
-        "direct_tls",
-        "statement_cache_size",
-        "max_cached_statement_lifetime",
-        "max_cacheable_statement_size",
-        "command_timeout",
-        "prepared_statement_cache_size",
-    }
-)
+__all__ = [
+    "is_keyword_value",
+    "keyword_value_to_url",
+    "parse_keyword_value",
+    "parse_options",
+    "split_libpq",
+]
 
 # libpq parameters asyncpg reads only from a DSN (it builds its SSL context from them).
 _DSN_ONLY = frozenset(
@@ -206,7 +194,9 @@ def split_libpq(query: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any
       that holds nothing else (the URL's host, user and database still win);
     - parameters asyncpg has no equivalent for are dropped with a warning.
 
-    Anything else stays in the URL, for SQLAlchemy's dialect and ``asyncpg.connect``.
+    Anything else stays in the URL, for SQLAlchemy's dialect and ``asyncpg.connect``, which
+    takes libpq's ``passfile``, ``service``, ``target_session_attrs``, ``krbsrvname`` and
+    ``gsslib`` under those very names.
     """
     kept: dict[str, Any] = {}
     connect_args: dict[str, Any] = {}
@@ -240,8 +230,6 @@ def split_libpq(query: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any
     if server_settings:
         connect_args["server_settings"] = server_settings
     if dsn_params:
-        from urllib.parse import urlencode
-
         connect_args["dsn"] = "postgresql://?" + urlencode(dsn_params)
     if dropped:
         warnings.warn(
