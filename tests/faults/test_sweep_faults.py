@@ -46,7 +46,13 @@ async def test_sweep_rides_out_killed_connections(
         retries = [r for r in caplog.records if "transient database error" in r.getMessage()]
         assert killer.kills > 0 and retries, "the kills never hit the sweep: proved nothing"
         assert 0 < removed <= len(expired)
-        left = await rows_by_thread(engine)
+        # The killer's last round may have terminated connections idle in the pool; the check
+        # reads through a fresh engine so that it sees the tables, not a dead socket.
+        check_engine = create_engine(migrated_url)
+        try:
+            left = await rows_by_thread(check_engine)
+        finally:
+            await check_engine.dispose()
         assert left == {"alive": WHOLE}
     finally:
         await killer.stop()
