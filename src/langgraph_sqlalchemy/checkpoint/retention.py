@@ -84,13 +84,6 @@ class RetentionPolicy:
     sweep_limit: int | None = None
 
 
-def _minutes(value: object, what: str) -> float:
-    minutes = check_ttl(value, what=what)
-    if minutes is None:  # callers handle None (no TTL) before
-        raise InvalidInputError(f"{what} must be a number of minutes, got None")
-    return minutes
-
-
 def parse_ttl_config(ttl: ThreadTTLConfig | Mapping[str, Any] | None) -> RetentionPolicy | None:
     """The saver's ``ttl=`` checked: a clear :class:`InvalidInputError` for anything wrong."""
     if ttl is None:
@@ -117,7 +110,7 @@ def parse_ttl_config(ttl: ThreadTTLConfig | Mapping[str, Any] | None) -> Retenti
         raise InvalidInputError(f"sweep_limit must be a positive integer, got {limit!r}")
     return RetentionPolicy(
         strategy=str(strategy),
-        default_ttl=None if default is None else _minutes(default, "default_ttl"),
+        default_ttl=check_ttl(default, what="default_ttl"),
         sweep_interval_minutes=None if interval is None else check_sweep_interval(interval),
         sweep_limit=limit,
     )
@@ -132,10 +125,8 @@ def thread_ttl_of(config: Mapping[str, Any], op: str) -> TTLUpdate:
     configurable = config.get("configurable")
     if not isinstance(configurable, Mapping) or CHECKPOINT_TTL_KEY not in configurable:
         return KEEP_TTL
-    value = configurable[CHECKPOINT_TTL_KEY]
-    if value is None:
-        return TTLUpdate(True, None)
-    return TTLUpdate(True, _minutes(value, f"{op}: config['configurable']['{CHECKPOINT_TTL_KEY}']"))
+    what = f"{op}: config['configurable']['{CHECKPOINT_TTL_KEY}']"
+    return TTLUpdate(True, check_ttl(configurable[CHECKPOINT_TTL_KEY], what=what))
 
 
 #: ``progress(examined, due)`` after each batch: threads looked at so far, and how many were
