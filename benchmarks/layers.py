@@ -16,9 +16,12 @@ Stacks, top to bottom:
 - *driver, held*: ``asyncpg.Connection.fetch`` on a connection already out of the pool (the
   floor);
 - *driver via raw_connection*: ``AsyncEngine.raw_connection()``, its ``driver_connection``,
-  ``close()``: the shortcut ``Database.fetch`` takes when nothing observes the engine;
-- *driver via AsyncConnection*: ``engine.connect()`` (AUTOCOMMIT),
-  ``get_raw_connection().driver_connection``, close;
+  ``close()``: the shortcut's first form, dropped because that ``close()`` runs outside
+  SQLAlchemy's greenlet and cannot do the I/O a full pool or a cancellation needs;
+- *driver via AsyncConnection*: ``engine.connect()`` at the engine's default isolation,
+  ``get_raw_connection().driver_connection``, close: the shortcut ``Database.fetch`` takes
+  when nothing observes the engine;
+- *driver via AsyncConnection, AUTOCOMMIT*: the same on an AUTOCOMMIT connection;
 - *exec_driver_sql*: ``engine.connect()`` (AUTOCOMMIT), ``exec_driver_sql`` of the statement
   compiled once, close: the observable path;
 - *exec_driver_sql + listener*: the same with a no-op ``before_cursor_execute`` listener;
@@ -107,12 +110,12 @@ def stacks(engine: AsyncEngine, traced: AsyncEngine) -> dict[str, Callable[[], A
 
         return run
 
-    def via_connection(bound: BoundStatement) -> Callable[[int], Awaitable[None]]:
+    def via_connection(bound: BoundStatement, target: AsyncEngine) -> Any:
         sql, values = bound.driver_form(engine.dialect) or ("", ())
 
         async def run(calls: int) -> None:
             for _ in range(calls):
-                conn = await autocommit.connect()
+                conn = await target.connect()
                 driver: Any = (await conn.get_raw_connection()).driver_connection
                 await driver.fetch(sql, *values)
                 await conn.close()
@@ -180,8 +183,9 @@ def stacks(engine: AsyncEngine, traced: AsyncEngine) -> dict[str, Callable[[], A
 
     return {
         "driver, held": on_driver,
-        "driver via raw_connection (our shortcut)": via_raw_connection,
-        "driver via AsyncConnection": via_connection,
+        "driver via raw_connection (dropped)": via_raw_connection,
+        "driver via AsyncConnection (our shortcut)": lambda b: via_connection(b, engine),
+        "driver via AsyncConnection, AUTOCOMMIT": lambda b: via_connection(b, autocommit),
         "exec_driver_sql (our observable path)": lambda b: exec_driver(b, autocommit),
         "exec_driver_sql + listener": lambda b: exec_driver(b, traced_autocommit),
         "exec_driver_sql + listener + our span": exec_driver_in_span,

@@ -36,6 +36,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.engine.events import ConnectionEvents, DialectEvents
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool import NullPool
 from sqlalchemy.pool.events import PoolEvents
 from tests.faults.cluster import free_port
 
@@ -410,6 +411,14 @@ async def test_a_cancelled_call_leaves_nothing_checked_out(
             with pytest.raises(asyncio.CancelledError):
                 await task
             assert engine.sync_engine.pool.checkedout() == 0
+            # The statement stopped on the server too (asyncpg's cancel request went out
+            # before the connection was closed), though the lock is still held.
+            for _ in range(150):
+                if not await _lock_waiters(locker):
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                pytest.fail("the cancelled statement still waits on the server")
             await locker.rollback()
         # Both pooled connections work afterwards, and no statement of the cancelled call
         # is still pending on any of them.
@@ -419,6 +428,41 @@ async def test_a_cancelled_call_leaves_nothing_checked_out(
     finally:
         await engine.dispose()
         await locker_engine.dispose()
+
+
+@pytest.mark.parametrize("pool", ["overflow", "NullPool"])
+async def test_connections_the_pool_closes_on_their_return_are_closed_cleanly(
+    own_database: str, pool: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A connection given back to a full pool (an overflow one), or to a ``NullPool``, is
+    closed then and there: on either path that is I/O inside SQLAlchemy's greenlet, with no
+    "Exception closing connection" and no socket left for the garbage collector."""
+    options: dict[str, Any] = (
+        {"pool_size": 1, "max_overflow": 5} if pool == "overflow" else {"poolclass": NullPool}
+    )
+    engine = create_engine(own_database, **options)
+    admin_engine = create_engine(own_database, isolation_level="AUTOCOMMIT")
+    try:
+        assert unobserved(engine.sync_engine)  # the shortcut's case, the one that failed
+        saver = AsyncSQLAlchemySaver(engine)
+        with caplog.at_level(logging.WARNING, logger="sqlalchemy.pool"):
+            stored = await asyncio.gather(
+                *(
+                    saver.aput(cfg(f"full-{i}"), checkpoint({"a": i}), {}, {"a": i})
+                    for i in range(6)
+                )
+            )
+            found = await asyncio.gather(*(saver.aget_tuple(c) for c in stored))
+        assert all(t is not None for t in found)
+        assert [r.getMessage() for r in caplog.records if r.name.startswith("sqlalchemy")] == []
+        if pool == "overflow":
+            assert engine.sync_engine.pool.checkedout() == 0
+        async with admin_engine.connect() as admin:
+            left = await _backends(admin)
+        assert len(left) <= (1 if pool == "overflow" else 0), left
+    finally:
+        await engine.dispose()
+        await admin_engine.dispose()
 
 
 async def _lock_waiters(conn: AsyncConnection) -> int:

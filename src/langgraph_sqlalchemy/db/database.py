@@ -86,8 +86,8 @@ _DIALECT_EVENTS = tuple(
 )
 # Pool events, but for connect and first_connect: the dialect itself listens to those on
 # every engine, and they fire while a new connection is opened inside the checkout, the same
-# way on both paths. A listener of any other (checkout, checkin, reset ...) would run outside
-# SQLAlchemy's greenlet when the shortcut returns its connection.
+# way on both paths. A listener of any other (checkout, checkin, reset ...) watches the
+# engine's connections, and whoever attached it gets the observable path too.
 _POOL_EVENTS = tuple(
     name
     for name in dir(PoolEvents)
@@ -214,13 +214,12 @@ class Database:
 
         The saver's and the store's hot calls come here. When nothing could observe the
         difference (:func:`unobserved`), the statement's compiled SQL goes straight to the
-        asyncpg connection of a connection checked out of the engine's pool
-        (``AsyncEngine.raw_connection()``, ``PoolProxiedConnection.driver_connection``):
-        checkout, pre-ping and return are the pool's as usual; SQLAlchemy's ``Connection`` and
-        execution layer, which nobody is watching, are skipped. ``benchmarks/layers.py``
-        measures what that saves. A statement that fails there is translated from the driver's
-        error and never sent a second time (transient failures aside, which are retried like
-        any others).
+        asyncpg connection under an ``AsyncConnection`` (``get_raw_connection()``,
+        ``driver_connection``): checkout, pre-ping and return are the pool's and SQLAlchemy's
+        as usual; SQLAlchemy's execution layer, which nobody is watching, is skipped.
+        ``benchmarks/layers.py`` measures what that saves. A statement that fails there is
+        translated from the driver's error and never sent a second time (transient failures
+        aside, which are retried like any others).
         """
         if self.engine is None:
             return await self._run_on_host_connection(statement.execute, op=op)
@@ -371,25 +370,30 @@ class Database:
         return result
 
     async def _on_driver(self, sql: str, values: tuple[Any, ...]) -> Rows:
-        """``sql`` on the asyncpg connection of a pooled connection, outside any transaction.
+        """``sql`` on the asyncpg connection under an ``AsyncConnection``, outside any
+        transaction.
 
-        The pooled connection never has a transaction of SQLAlchemy's open (we do not use its
-        DBAPI adapter), so returning it to the pool does no I/O and needs no greenlet; after a
-        cancellation or a lost connection it is invalidated (closed at once) instead.
+        The ``AsyncConnection`` is at the engine's own isolation level, and SQLAlchemy never
+        begins a transaction on it (it executes nothing), so asyncpg runs the statement on its
+        own, atomically, and closing gives the connection back with nothing to roll back. It is
+        there for what the pool does on the way in and out, inside SQLAlchemy's greenlet: a
+        return to a full pool really closes the connection (an overflow connection, or every
+        connection of a ``NullPool``), and invalidating one after a cancellation closes it
+        gracefully, which lets asyncpg's cancel request stop the statement on the server first
+        (both need I/O, which a bare ``AsyncEngine.raw_connection()`` returned outside the
+        greenlet cannot do: it drops the socket and logs a ``MissingGreenlet`` traceback).
         """
         assert self.engine is not None
         checkout = time.perf_counter()
-        raw = await self.engine.raw_connection()
+        conn = await self.engine.connect()
         _report_wait(checkout)
         try:
-            driver: Any = raw.driver_connection
+            driver: Any = (await conn.get_raw_connection()).driver_connection
             rows: Rows = await driver.fetch(sql, *values)
         except BaseException as exc:
-            if _connection_may_be_dead(exc):
-                raw.invalidate(exc if isinstance(exc, Exception) else None)
-            raw.close()
+            await _release_after_failure(conn, exc)
             raise
-        raw.close()
+        await conn.close()
         return rows
 
     def _leave_autocommit(self, op: str) -> None:

@@ -85,8 +85,9 @@ def is_driver_error(exc: BaseException) -> bool:
     """Raised by SQLAlchemy, its DBAPI adapter, the socket or asyncpg, as opposed to a bug or
     bad input of ours.
 
-    A connection the pool opens for a raw checkout (``AsyncEngine.raw_connection()``) fails
-    with the adapter's PEP 249 exceptions, which no ``Connection`` wrapped in SQLAlchemy's.
+    A statement sent on the asyncpg connection itself (the driver shortcut of
+    ``Database.fetch``) fails with asyncpg's own exceptions, which no ``Connection`` wrapped in
+    SQLAlchemy's.
     """
     if isinstance(exc, (sa_exc.SQLAlchemyError, OSError, asyncio.TimeoutError)):
         return True
