@@ -360,6 +360,16 @@ BEHAVIOUR: dict[str, str] = {
         "InvalidInputError that is also a UnicodeEncodeError, as for keys, labels and values; "
         "upstream's orjson raises TypeError"
     ),
+    "store: filter operands with datetime, UUID": (
+        "compared as the text orjson writes for them (ISO text, ...), which is what a value "
+        "holding them was stored as; upstream's $eq and $ne (json.dumps) raise TypeError for "
+        "them, its plain equality (orjson) and ordering operators match as ours"
+    ),
+    "store: ordering operators take numbers and strings": (
+        "$gt, $gte, $lt and $lte with None, a list or a dict are refused (InvalidInputError); "
+        "upstream compares the operand's JSON text with the value's, which orders nothing "
+        "meaningful (a datetime operand is compared as its ISO text on both)"
+    ),
     "store: bad input upstream's server rejects": _FROM_PSYCOPG,
     "saver: bad input upstream's server rejects": _FROM_PSYCOPG,
     "saver: alist limit must be an int": (
@@ -378,6 +388,15 @@ BEHAVIOUR: dict[str, str] = {
         "serde, and both read them back as InMemorySaver does (the default serializer writes a "
         "lone surrogate as '?'); upstream puts them in the checkpoint's JSON, which its server "
         "refuses (psycopg.DataError)"
+    ),
+    "saver: metadata and filters with datetime, UUID": (
+        "stored and matched as orjson writes them (ISO text, ...), as the store does with "
+        "values; upstream's json.dumps raises TypeError"
+    ),
+    "saver: checkpoint_ns None is the root namespace": (
+        "a put or writes with checkpoint_ns=None go to the root namespace '', as reads "
+        "already take None for '' on both; upstream's server refuses the NULL "
+        "(psycopg's NotNullViolation)"
     ),
     "saver: thread ids cannot be None": (
         "adelete_thread(None) is refused (InvalidInputError); upstream deletes nothing "

@@ -174,7 +174,9 @@ async def test_odd_thread_ids_and_namespaces_round_trip(saver: AsyncSQLAlchemySa
 
 async def test_non_string_ids_are_stored_as_text(saver: AsyncSQLAlchemySaver) -> None:
     stored = await saver.aput(cfg(42), checkpoint(), {}, {})
-    assert stored["configurable"]["thread_id"] == "42"
+    assert stored["configurable"]["thread_id"] == 42  # the caller's object, as upstream's
+    found = await saver.aget_tuple(stored)
+    assert found is not None and found.config["configurable"]["thread_id"] == "42"
     assert await saver.aget_tuple(cfg(42)) is not None
     assert await saver.aget_tuple(cfg("42")) is not None
 

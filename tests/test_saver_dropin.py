@@ -9,7 +9,9 @@ sync methods from a worker thread, see :mod:`sync_as_async`).
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -127,6 +129,33 @@ CASES = [
     ),
     Case(
         "delete thread None", lambda s: s.adelete_thread(None), "saver: thread ids cannot be None"
+    ),
+    # A read of thread None finds nothing on both (upstream binds thread_id = NULL).
+    Case("get of thread None", lambda s: s.aget_tuple(cfg(thread_id=None))),
+    Case("list of thread None", lambda s: alist(s, cfg(thread_id=None))),
+    Case("configurable a list", lambda s: s.aget_tuple({"configurable": [("thread_id", "t")]})),
+    Case("configurable a str", lambda s: alist(s, {"configurable": "t"})),
+    Case(
+        "metadata JSON cannot hold (bytes)",
+        lambda s: s.aput(cfg(**ROOT), empty_checkpoint(), {"b": b"x"}, {}),
+    ),
+    Case("list filter JSON cannot hold (set)", lambda s: alist(s, None, filter={"s": {1}})),
+    Case(
+        "metadata with a datetime",
+        lambda s: s.aput(cfg(**ROOT), empty_checkpoint(), {"d": dt.datetime(2020, 1, 1)}, {}),
+        "saver: metadata and filters with datetime, UUID",
+    ),
+    Case(
+        "list filter with a UUID",
+        lambda s: alist(s, None, filter={"u": uuid.UUID(int=1)}),
+        "saver: metadata and filters with datetime, UUID",
+    ),
+    Case(
+        "put with checkpoint_ns None",
+        lambda s: s.aput(
+            cfg(thread_id="t", checkpoint_ns=None), empty_checkpoint(), {}, {}
+        ),
+        "saver: checkpoint_ns None is the root namespace",
     ),
     # Lone surrogates in text parameters: UnicodeEncodeError on both.
     Case("lone surrogate in a thread id", lambda s: s.aget_tuple(cfg(thread_id=LONE))),
@@ -260,6 +289,22 @@ async def test_stored_channel_values_read_back_on_both(both: dict[str, AnySaver]
         found = await both[side].aget_tuple(stored)
         assert found is not None, side
         assert found.checkpoint["channel_values"] == reference.checkpoint["channel_values"], side
+
+
+async def test_put_returns_the_callers_thread_id(both: dict[str, AnySaver]) -> None:
+    """As upstream: the config aput returns holds the caller's own thread id object (an int,
+    a UUID); what is stored, and what reads return, is its text."""
+    for thread_id in (42, uuid.UUID(int=7)):
+        returned = {}
+        for side in ("upstream", "ours"):
+            stored = await both[side].aput(
+                cfg(thread_id=thread_id, checkpoint_ns=""), empty_checkpoint(), {}, {}
+            )
+            returned[side] = stored["configurable"]["thread_id"]
+        assert returned["ours"] == returned["upstream"] == thread_id
+        assert type(returned["ours"]) is type(thread_id)
+        found = await both["ours"].aget_tuple(cfg(thread_id=str(thread_id)))
+        assert found is not None and found.config["configurable"]["thread_id"] == str(thread_id)
 
 
 async def test_missing_keys_say_which_and_are_key_errors(both: dict[str, AnySaver]) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import decimal
+import fractions
 import math
 import random
 import string
 from collections.abc import AsyncIterator
 from typing import Any
 
+import numpy as np
 import pytest
 from langgraph.store.base import (
     GetOp,
@@ -181,6 +184,39 @@ async def test_bad_ttl(store: AsyncSQLAlchemyStore, engine: AsyncEngine, ttl: An
         await store.aput(("t",), "k", {"v": 1}, ttl=ttl)
     with pytest.raises(InvalidInputError, match="ttl"):
         await store.abatch([PutOp(("t",), "ok", {"v": 1}), PutOp(("t",), "k", {"v": 1}, ttl=ttl)])
+    assert await _count(engine) == 0
+
+
+class _Minutes:
+    """Not a number type, but convertible to one, as upstream's arithmetic on ttls accepts."""
+
+    def __float__(self) -> float:
+        return 2.5
+
+
+@pytest.mark.parametrize(
+    "ttl",
+    [np.int64(5), np.float64(2.5), decimal.Decimal("2.5"), fractions.Fraction(5, 2), _Minutes()],
+    ids=repr,
+)
+async def test_ttls_of_any_real_number_type(
+    store: AsyncSQLAlchemyStore, engine: AsyncEngine, ttl: Any
+) -> None:
+    await store.aput(("t",), "k", {"v": 1}, ttl=ttl)
+    async with engine.connect() as conn:
+        stored = (await conn.execute(text("SELECT ttl_minutes FROM store"))).scalar_one()
+    assert stored == float(ttl)
+
+
+@pytest.mark.parametrize("ttl", ["5", b"5", True, object(), [5], 1 + 0j], ids=repr)
+async def test_a_ttl_that_is_not_a_number_is_a_type_error(
+    store: AsyncSQLAlchemyStore, engine: AsyncEngine, ttl: Any
+) -> None:
+    """Upstream fails with TypeError on these; ours is one too (and a ValueError, as every
+    refused ttl), before anything is written."""
+    with pytest.raises(TypeError, match="ttl must be a number of minutes") as raised:
+        await store.aput(("t",), "k", {"v": 1}, ttl=ttl)
+    assert isinstance(raised.value, InvalidInputError)
     assert await _count(engine) == 0
 
 

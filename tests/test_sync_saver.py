@@ -278,6 +278,8 @@ def test_close_stops_the_thread_and_closes_every_connection(url: str) -> None:
 
     with pytest.raises(RuntimeError, match="closed"):
         asyncio.run(from_a_loop())
+    with pytest.raises(RuntimeError, match="SQLAlchemySaver is closed"), saver:
+        pass  # entering a closed saver fails at once, not at its first call
 
 
 def test_a_saver_nobody_holds_is_closed_by_the_garbage_collector(url: str) -> None:

@@ -239,6 +239,8 @@ def test_close_and_garbage_collection_leave_nothing_behind(url: str) -> None:
         store.get(("gc",), "k")
     with pytest.raises(RuntimeError, match="closed"):
         asyncio.run(store.aget(("gc",), "k"))
+    with pytest.raises(RuntimeError, match="SQLAlchemyStore is closed"), store:
+        pass  # entering a closed store fails at once, not at its first call
 
     forgotten = SQLAlchemyStore(url, **tagged(name))
     forgotten.put(("gc",), "k2", {"v": 2})

@@ -12,11 +12,11 @@ the same bound.
 
 from __future__ import annotations
 
-import decimal
-import fractions
 import math
+import numbers
 
 from .errors import InvalidInputError
+from .input_errors import InvalidInputTypeError
 
 __all__ = ["MAX_TTL_MINUTES", "check_sweep_interval", "check_ttl"]
 
@@ -24,15 +24,29 @@ MAX_TTL_MINUTES = 1_000_000_000
 
 
 def _minutes(value: object) -> float | None:
-    """``value`` as a float when it is a real number (not a bool), else None."""
-    if isinstance(value, bool):
+    """``value`` as a float when it is a real number (not a bool), else None.
+
+    Any ``numbers.Real`` (``Decimal`` too, and NumPy's scalars, which register there) and any
+    object with ``__float__``, as upstream computes with whatever multiplies like a number.
+    """
+    if isinstance(value, (bool, str, bytes, complex)):
         return None
-    if isinstance(value, (int, float, decimal.Decimal, fractions.Fraction)):
+    if isinstance(value, numbers.Real) or hasattr(type(value), "__float__"):
         try:
-            return float(value)
+            return float(value)  # type: ignore[arg-type]
         except (OverflowError, ValueError):  # a huge int or a signalling Decimal NaN
             return math.inf
+        except TypeError:
+            return None
     return None
+
+
+def _refuse(value: object, minutes: float | None, message: str) -> None:
+    # Not a number at all: upstream fails with TypeError there, and the error is one too (and
+    # a ValueError, as every refused TTL of ours); a number out of range is a ValueError.
+    if minutes is None:
+        raise InvalidInputTypeError(f"{message}, got {type(value).__name__} {value!r}")
+    raise InvalidInputError(f"{message}, got {value!r}")
 
 
 def check_ttl(ttl: object, *, what: str = "ttl") -> float | None:
@@ -41,10 +55,13 @@ def check_ttl(ttl: object, *, what: str = "ttl") -> float | None:
         return None
     minutes = _minutes(ttl)
     if minutes is None or not 0 <= minutes <= MAX_TTL_MINUTES:
-        raise InvalidInputError(
+        _refuse(
+            ttl,
+            minutes,
             f"{what} must be a number of minutes from 0 to {MAX_TTL_MINUTES:,} (about 1,900 "
-            f"years) or None, got {ttl!r}"
+            "years) or None",
         )
+    assert minutes is not None
     return minutes
 
 
@@ -52,8 +69,10 @@ def check_sweep_interval(interval: object, *, what: str = "sweep_interval_minute
     """A sweep interval in minutes."""
     minutes = _minutes(interval)
     if minutes is None or not 0 < minutes <= MAX_TTL_MINUTES:
-        raise InvalidInputError(
-            f"{what} must be a number of minutes above 0 and at most {MAX_TTL_MINUTES:,}, "
-            f"got {interval!r}"
+        _refuse(
+            interval,
+            minutes,
+            f"{what} must be a number of minutes above 0 and at most {MAX_TTL_MINUTES:,}",
         )
+    assert minutes is not None
     return minutes

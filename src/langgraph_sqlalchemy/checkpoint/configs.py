@@ -50,12 +50,30 @@ def configurable_of(config: RunnableConfig | None, op: str) -> Mapping[str, Any]
     if not isinstance(config, Mapping):
         raise InvalidInputTypeError(f"{op}: config must be a dict, got {type(config).__name__}")
     configurable = config.get("configurable")
-    if not isinstance(configurable, Mapping):
+    if configurable is None:
         raise MissingKeyError(
             f"{op}: config has no 'configurable' dict; pass "
             "{'configurable': {'thread_id': ...}}"
         )
+    if not isinstance(configurable, Mapping):
+        # Upstream indexes it by key, which fails with TypeError for a list or a string.
+        raise InvalidInputTypeError(
+            f"{op}: config['configurable'] must be a dict, got {type(configurable).__name__}; "
+            "pass {'configurable': {'thread_id': ...}}"
+        )
     return configurable
+
+
+def names_no_thread(config: RunnableConfig | None, op: str) -> bool:
+    """Whether ``config`` says ``thread_id: None``: for a read, a thread that cannot exist.
+
+    Upstream binds the None into ``thread_id = NULL``, which matches no row, so its reads
+    find nothing rather than fail; ours answer the same (writes still refuse it).
+    """
+    if config is None:
+        return False
+    configurable = configurable_of(config, op)
+    return "thread_id" in configurable and configurable["thread_id"] is None
 
 
 def surrogate_reason(text: str, at: int) -> str:

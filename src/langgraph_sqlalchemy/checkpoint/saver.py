@@ -40,7 +40,7 @@ from ..schema import get_tables
 from ..sweeper import TTLSweeper
 from ..telemetry import traced, traced_iterator
 from ..ttl_bounds import check_sweep_interval
-from .configs import read_target, text_id
+from .configs import names_no_thread, read_target, text_id
 from .delta_history import load_delta_channel_history
 from .prune import PRUNE_STRATEGIES, prune_threads
 from .repository import ListFilter, PageKey, repository_for
@@ -218,6 +218,8 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """The checkpoint of ``config``, or the thread's newest in its namespace."""
         self._bridge.bind()
+        if names_no_thread(config, "aget_tuple"):
+            return None
         target = read_target(config, "aget_tuple")
         rows = await self.db.fetch(
             self.repository.select_checkpoint_tuple(
@@ -243,6 +245,8 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         """
         self._bridge.bind()
         where = self._list_filter(config, filter, before)
+        if names_no_thread(config, "alist"):
+            return
         if limit is not None:
             if isinstance(limit, bool) or not isinstance(limit, int):
                 raise InvalidInputError(f"alist: limit must be an int, got {limit!r}")
@@ -282,7 +286,7 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         before: RunnableConfig | None,
     ) -> ListFilter:
         thread_id = checkpoint_ns = checkpoint_id = None
-        if config:
+        if config and not names_no_thread(config, "alist"):
             target = read_target(config, "alist")
             thread_id = target.thread_id
             checkpoint_id = target.checkpoint_id
@@ -343,7 +347,9 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         self._touched(track, target.thread_id, thread_ttl)
         return {
             "configurable": {
-                "thread_id": target.thread_id,
+                # The caller's own object (an int, a UUID), as upstream returns it; stored as
+                # its text.
+                "thread_id": config["configurable"]["thread_id"],
                 "checkpoint_ns": target.checkpoint_ns,
                 "checkpoint_id": checkpoint_id,
             }

@@ -52,7 +52,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.types import TASKS, _DeltaSnapshot
 
 from ..errors import InvalidInputError
-from ..input_errors import UnencodableTextError
+from ..input_errors import InvalidInputTypeError, UnencodableTextError
 from .configs import check_text, lone_surrogate_at, surrogate_reason, text_id
 
 __all__ = [
@@ -252,10 +252,16 @@ def dump_json(value: Any, *, what: str) -> str:
         if surrogate is not None:
             raise surrogate from exc
         if "64-bit" not in str(exc):
-            raise InvalidInputError(f"{what} cannot be stored as JSON: {exc}") from exc
+            # A value of a type JSON has no form for is a TypeError upstream (json.dumps).
+            error = InvalidInputTypeError if "not JSON serializable" in str(exc) else (
+                InvalidInputError
+            )
+            raise error(f"{what} cannot be stored as JSON: {exc}") from exc
     try:
         return json.dumps(value, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
+    except TypeError as exc:
+        raise InvalidInputTypeError(f"{what} cannot be stored as JSON: {exc}") from exc
+    except ValueError as exc:
         raise InvalidInputError(f"{what} cannot be stored as JSON: {exc}") from exc
 
 

@@ -18,6 +18,7 @@ from langchain_core.embeddings import Embeddings
 from langgraph.store.base import ensure_embeddings, get_text_at_path, tokenize_path
 
 from ..errors import InvalidInputError
+from ..input_errors import MissingKeyError
 from .vector_layer import (
     DISTANCE_TYPES,
     INDEX_KINDS,
@@ -85,7 +86,8 @@ def parse_index_config(index: Mapping[str, Any]) -> IndexSettings:
             f"index must be a dict (PostgresIndexConfig), got {type(index).__name__}"
         )
     if "dims" not in index:
-        raise InvalidInputError("index config needs 'dims' (the embedding size)")
+        # A KeyError too, as upstream's (it indexes the config at setup()).
+        raise MissingKeyError("index config needs 'dims' (the embedding size)")
     dims = positive_int(index["dims"], "index['dims']")
     distance = index.get("distance_type", "cosine")
     if distance not in DISTANCE_TYPES:

@@ -29,11 +29,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import ColumnElement, and_, bindparam, collate, func, or_, true
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import Text
 
 from ..errors import InvalidInputError
+from ..input_errors import InvalidInputTypeError
 from .values import check_json_value
 
 __all__ = ["ParsedFilter", "filter_clause", "parse_filter"]
@@ -83,6 +85,23 @@ def _key(key: object) -> str:
     return key
 
 
+def _json_native(value: Any) -> Any:
+    """A filter value as the JSON it stands for.
+
+    A ``datetime``, ``date``, ``UUID`` (anything orjson encodes that JSON has no type for)
+    becomes the text a stored value of that type became when it was put, so that it matches
+    it (and orders ISO timestamps correctly); dicts, lists and JSON scalars stay as they are.
+    """
+    if value is None or isinstance(value, (str, bool, int, float, Mapping, list, tuple)):
+        return value
+    try:
+        return orjson.loads(orjson.dumps(value))
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise InvalidInputTypeError(
+            f"filter value {value!r} of type {type(value).__name__} has no JSON form"
+        ) from exc
+
+
 def _is_scalar(value: Any) -> bool:
     return isinstance(value, (str, bool, int, float))
 
@@ -97,6 +116,7 @@ class _Parts:
         self.contains: dict[str, Any] = {}
 
     def add(self, path: Path, expected: Any, *, under_array: bool) -> None:
+        expected = _json_native(expected)
         if isinstance(expected, Mapping):
             if any(isinstance(k, str) and k.startswith("$") for k in expected):
                 for op, operand in expected.items():
@@ -122,6 +142,7 @@ class _Parts:
             raise InvalidInputError(
                 f"unsupported filter operator {op!r}; supported: {', '.join(sorted(_OPERATORS))}"
             )
+        operand = _json_native(operand)
         if op == "$eq":
             self._equal(path, operand, under_array=under_array)
         elif op == "$ne":

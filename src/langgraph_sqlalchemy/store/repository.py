@@ -8,6 +8,8 @@ size and the compiled and prepared-statement caches stay warm.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -56,6 +58,9 @@ from .namespaces import (
 )
 
 __all__ = ["ItemRow", "StoreRepository", "VectorRow", "cached_statement"]
+
+# Digits in a row that only a number of 19 digits or more has (see StoreRepository.decode).
+_LONG_DIGIT_RUN = re.compile(r"[0-9]{19}")
 
 Pair = tuple[str, str]  # (prefix, key)
 
@@ -148,7 +153,11 @@ class StoreRepository:
     def decode(self, raw: str) -> dict[str, Any]:
         if self._loads is not None:
             return self._loads(raw.encode())
-        value = orjson.loads(raw)
+        # orjson reads an integer beyond 64 bits as a float, losing digits that JSONB kept
+        # (and that upstream's json.loads returns exactly). Such a number has at least 19
+        # digits in a row; only a text holding a run that long (a rare value) is read with
+        # the standard library, which is exact, and reads everything else the same.
+        value = orjson.loads(raw) if _LONG_DIGIT_RUN.search(raw) is None else json.loads(raw)
         return value if isinstance(value, dict) else {"value": value}
 
     def _item_from_values(self, row: Sequence[Any]) -> ItemRow:

@@ -131,14 +131,31 @@ class LoopThread:
             if refusal is not None:
                 coro.close()  # never awaited: close it so no "was never awaited" warning leaks
                 raise refusal
-            future = submit(coro, self.loop, context)
             if counted:
+                # Counted until the coroutine itself has finished on the loop, not until its
+                # future is done: a call cancelled from its thread (Ctrl+C) has a cancelled
+                # future at once, while on the loop it still gives its connection back (a
+                # graceful close that lets the server cancel the statement), which close()
+                # must wait for before it disposes of the engine.
                 self._calls += 1
-        if counted:
-            future.add_done_callback(self._call_done)
+            work = self._counted(coro) if counted else coro
+            try:
+                future = submit(work, self.loop, context)
+            except BaseException:
+                work.close()
+                coro.close()  # never started: no "was never awaited" warning either
+                if counted:
+                    self._calls -= 1
+                raise
         return future
 
-    def _call_done(self, _: concurrent.futures.Future[Any]) -> None:
+    async def _counted(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            return await coro
+        finally:
+            self._call_done()
+
+    def _call_done(self) -> None:
         with self._idle:
             self._calls -= 1
             if self._calls == 0:

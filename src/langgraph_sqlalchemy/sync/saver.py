@@ -182,6 +182,11 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
         self._owned.close()
 
     def __enter__(self) -> SQLAlchemySaver:
+        if self._owned.closed:
+            # Entering again after an exit would hand out an object whose every call fails.
+            raise RuntimeError(
+                f"this {type(self).__name__} is closed; create a new one with from_conn_string()"
+            )
         return self
 
     def __exit__(

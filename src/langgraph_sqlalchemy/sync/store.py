@@ -169,6 +169,11 @@ class SQLAlchemyStore(BaseStore):
         self._owned.close()
 
     def __enter__(self) -> SQLAlchemyStore:
+        if self._owned.closed:
+            # Entering again after an exit would hand out an object whose every call fails.
+            raise RuntimeError(
+                f"this {type(self).__name__} is closed; create a new one with from_conn_string()"
+            )
         return self
 
     def __exit__(
