@@ -527,6 +527,11 @@ async def test_first_contact_with_nothing_listening_fails_fast_naming_the_addres
             saver = AsyncSQLAlchemySaver(engine, retry=policy)
             with pytest.raises(DatabaseUnavailableError) as caught:
                 await saver.aget_tuple(cfg("nowhere"))
+            # setup(), the first call of most applications, says the same.
+            for owner in (saver, AsyncSQLAlchemyStore(engine)):
+                with pytest.raises(DatabaseUnavailableError, match="setup: could not reach") as s:
+                    await owner.setup()
+                assert address in str(s.value) and "is the server running" in str(s.value)
         finally:
             await engine.dispose()
     message = str(caught.value)

@@ -53,7 +53,7 @@ from .group_commit import RUN_ALONE, GroupCommit
 from .retry import RetryPolicy
 from .statements import BoundStatement, Rows
 
-__all__ = ["POOLER_OPTION", "Database", "unobserved"]
+__all__ = ["POOLER_OPTION", "Database", "server_address", "unobserved"]
 
 logger = logging.getLogger("langgraph_sqlalchemy")
 
@@ -136,7 +136,7 @@ def _never_reached(pool: Pool) -> bool:
     return not (isinstance(pool, QueuePool) and pool.checkedin() + pool.checkedout() > 0)
 
 
-def _where(engine: AsyncEngine) -> str:
+def server_address(engine: AsyncEngine) -> str:
     """The server address of ``engine`` for messages: host and port, or the socket path."""
     url = engine.url
     host = url.query.get("host") if url.host is None else url.host
@@ -424,7 +424,7 @@ class Database:
                 or elapsed + delay > self.retry.first_contact_seconds
             ):
                 raise DatabaseUnavailableError(
-                    f"{op}: could not reach PostgreSQL at {_where(self.engine)} "
+                    f"{op}: could not reach PostgreSQL at {server_address(self.engine)} "
                     f"({attempt} attempt{'s' if attempt > 1 else ''} in {elapsed:.1f}s; "
                     f"{describe(exc)}); is the server running, and are the host, port and "
                     "socket path right?"

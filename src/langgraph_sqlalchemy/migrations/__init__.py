@@ -34,8 +34,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ..db.database import server_address
+from ..db.errors import describe, is_driver_error, is_transient
 from ..db.locks import lock_key, polled_advisory_lock
-from ..errors import MigrationError
+from ..errors import DatabaseUnavailableError, MigrationError
 from ..schema import validate_schema_name
 from .naming import VERSION_TABLE, include_name_for, include_object_for, is_our_table
 from .status import SchemaStatus, VectorLayerConfig, schema_problems
@@ -162,6 +164,14 @@ async def upgrade(
             if await _already_at_head(bind, schema):
                 return
         except Exception as exc:
+            if is_driver_error(exc) and is_transient(exc):
+                # Most often a server that is not running or a wrong address: the error users
+                # of every other call get for it, naming where we tried.
+                raise DatabaseUnavailableError(
+                    f"setup: could not reach PostgreSQL at {server_address(_engine_of(bind))} "
+                    f"({describe(exc)}); is the server running, and are the host, port and "
+                    "socket path right?"
+                ) from exc
             raise MigrationError(f"reading the schema revision failed: {exc}") from exc
     await _run_locked(
         bind, schema, lambda cfg: command.upgrade(cfg, revision), lock_timeout, "upgrade"
