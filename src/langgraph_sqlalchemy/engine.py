@@ -14,9 +14,19 @@ from typing import Any
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from .conninfo import is_keyword_value, keyword_value_to_url, split_libpq
+from .conninfo import (
+    conninfo_to_url,
+    is_keyword_value,
+    is_uri,
+    keyword_value_to_url,
+    resolve_service,
+    split_libpq,
+    uri_to_url,
+    url_to_conninfo,
+)
 from .db import POOLER_OPTION
 from .errors import InvalidInputError
+from .input_errors import InvalidInputTypeError
 
 __all__ = ["create_engine", "normalize_url"]
 
@@ -25,13 +35,21 @@ def normalize_url(url: str | URL) -> URL:
     """``postgresql://`` and ``postgres://`` URLs, and libpq's keyword/value strings
     (``host=h dbname=app user=u``), as ``postgresql+asyncpg://`` URLs.
 
-    Unix-socket URLs (``postgresql://user@/db?host=/run/postgresql``) pass through: the asyncpg
-    dialect hands ``host`` to ``asyncpg.connect``, which treats a path as a socket directory.
-    libpq's query parameters stay in the URL; :func:`create_engine` sorts them out
-    (:func:`~langgraph_sqlalchemy.conninfo.split_libpq`).
+    libpq's forms are read by libpq's rules (:func:`~langgraph_sqlalchemy.conninfo.parse_uri`):
+    a percent-encoded socket directory as the host, several hosts, ``?dbname=``; a parameter
+    neither libpq nor asyncpg knows is an :class:`InvalidInputError` here, before anything
+    connects. A ``service`` (or ``PGSERVICE``) is looked up in the service files now
+    (:func:`~langgraph_sqlalchemy.conninfo.resolve_service`), so the URL returned holds its host,
+    database and user. Unix-socket URLs (``postgresql://user@/db?host=/run/postgresql``) pass
+    through: the asyncpg dialect hands ``host`` to ``asyncpg.connect``, which treats a path as a
+    socket directory. libpq's other query parameters stay in the URL; :func:`create_engine`
+    sorts them out (:func:`~langgraph_sqlalchemy.conninfo.split_libpq`).
     """
-    if isinstance(url, str) and is_keyword_value(url):
-        return keyword_value_to_url(url)
+    if isinstance(url, str):
+        if is_keyword_value(url):
+            return keyword_value_to_url(url)
+        if is_uri(url):
+            return uri_to_url(url)
     try:
         parsed = make_url(url) if isinstance(url, str) else url
     except Exception as exc:  # sqlalchemy raises ArgumentError with the URL in it
@@ -49,7 +67,9 @@ def normalize_url(url: str | URL) -> URL:
             f"the {driver!r} driver is not supported; use postgresql:// or "
             "postgresql+asyncpg:// (asyncpg is the driver this library runs on)"
         )
-    return parsed.set(drivername="postgresql+asyncpg")
+    # A URL object (or a postgresql+asyncpg:// string) goes through the same checks, service
+    # lookup and host spelling as a libpq string, so every form reaches the same server.
+    return conninfo_to_url(resolve_service(url_to_conninfo(parsed)))
 
 
 def _redact(url: object) -> str:
@@ -62,12 +82,16 @@ def _redact(url: object) -> str:
 def _pool_kwargs(pool_config: Mapping[str, Any] | None) -> dict[str, Any]:
     """Map upstream's psycopg ``pool_config`` onto SQLAlchemy's ``QueuePool`` arguments.
 
-    psycopg's pool opens ``min_size`` connections eagerly and grows to ``max_size``. QueuePool
-    opens lazily and keeps ``pool_size`` connections; overflow connections are closed when they
-    are returned, which would mean a reconnect per call under load. So ``max_size`` becomes the
-    persistent size with no overflow, and ``min_size`` has nothing to map to.
+    Upstream builds ``AsyncConnectionPool(min_size=pool_config.get("min_size", 1),
+    max_size=pool_config.get("max_size"))``, and psycopg's pool reads a ``max_size`` of None as
+    ``min_size``: a fixed pool. psycopg's pool opens ``min_size`` connections eagerly and grows
+    to ``max_size``. QueuePool opens lazily and keeps ``pool_size`` connections; overflow
+    connections are closed when they are returned, which would mean a reconnect per call under
+    load. So the largest size psycopg would reach (``max_size``, else ``min_size``) becomes the
+    persistent size with no overflow; ``min_size`` has nothing else to map to. The sizes are
+    checked as psycopg checks them.
     """
-    if not pool_config:
+    if pool_config is None:
         return {}
     unknown = set(pool_config) - {"min_size", "max_size", "kwargs"}
     if unknown:
@@ -78,13 +102,35 @@ def _pool_kwargs(pool_config: Mapping[str, Any] | None) -> dict[str, Any]:
             "asyncpg; they are ignored (pass connect_args= to from_conn_string instead)",
             stacklevel=3,
         )
-    max_size = pool_config.get("max_size")
-    min_size = int(pool_config.get("min_size", 1))
-    if max_size is None:
-        return {"pool_size": max(min_size, 1), "max_overflow": -1}
-    if int(max_size) < 1:
-        raise InvalidInputError(f"pool_config['max_size'] must be >= 1, got {max_size!r}")
-    return {"pool_size": int(max_size), "max_overflow": 0}
+    min_size = _pool_size(pool_config, "min_size") if "min_size" in pool_config else 1
+    if min_size < 0:
+        raise InvalidInputError(f"pool_config['min_size'] cannot be negative, got {min_size}")
+    if pool_config.get("max_size") is None:
+        # psycopg's "max_size = min_size". A min_size of 0 still needs one connection to work
+        # with (and QueuePool reads pool_size=0 as "no limit").
+        return {"pool_size": max(min_size, 1), "max_overflow": 0}
+    max_size = _pool_size(pool_config, "max_size")
+    if max_size < 0:
+        raise InvalidInputError(f"pool_config['max_size'] cannot be negative, got {max_size}")
+    if max_size < min_size:
+        raise InvalidInputError(
+            f"pool_config['max_size'] ({max_size}) must be greater than or equal to "
+            f"pool_config['min_size'] ({min_size})"
+        )
+    if max_size == 0:  # psycopg refuses a pool that can hold no connection, as QueuePool must
+        raise InvalidInputError("pool_config['max_size'] must be greater than 0")
+    return {"pool_size": max_size, "max_overflow": 0}
+
+
+def _pool_size(pool_config: Mapping[str, Any], key: str) -> int:
+    value = pool_config[key]
+    # bool is an int, and int() would turn 2.5 or "8" into a size nobody asked for: psycopg's
+    # pool compares them as given and fails or misbehaves, so they are refused outright.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputTypeError(
+            f"pool_config[{key!r}] must be an int, got {type(value).__name__} {value!r}"
+        )
+    return value
 
 
 def create_engine(
