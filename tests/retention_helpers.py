@@ -2,7 +2,7 @@
 
 "Aging" a thread moves both clocks the sweep reads back in time: its activity row and the
 ``ts`` of each of its checkpoints (the fallback for what upstream wrote), as if it had last been
-written on 2020-01-01.
+written on 2020-01-01 (and last pruned then, if a ``keep_latest`` sweep ever pruned it).
 """
 
 from __future__ import annotations
@@ -72,7 +72,11 @@ async def age(engine: AsyncEngine, thread_ids: Sequence[str] | None = None) -> N
     params: dict[str, Any] = {} if thread_ids is None else {"ids": list(thread_ids)}
     async with engine.begin() as conn:
         await conn.execute(
-            text(f"UPDATE checkpoint_thread_activity SET last_activity = :ts{where}"),
+            text(
+                "UPDATE checkpoint_thread_activity SET last_activity = CAST(:ts AS timestamptz), "
+                "swept_at = CASE WHEN swept_at IS NULL THEN NULL ELSE CAST(:ts AS timestamptz) "
+                f"END{where}"
+            ),
             {**params, "ts": datetime(2020, 1, 1, tzinfo=timezone.utc)},
         )
         await conn.execute(

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from langgraph_sqlalchemy import migrations
 from langgraph_sqlalchemy.cli import parse_age
@@ -156,6 +157,52 @@ def test_parse_age() -> None:
         parse_age("10 parsecs")
     with pytest.raises(InvalidInputError):
         parse_age("-1d")
+    # Not finite, or beyond the TTLs' bound (where now minus the age would overflow).
+    for bad in ("nanm", "infd", "-infh", "1e20d", "1e400s", "2000000w"):
+        with pytest.raises(InvalidInputError, match="age must"):
+            parse_age(bad)
+    assert parse_age("1000w").days == 7000
+
+
+UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none"
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+async def test_prune_refuses_bad_batch_sizes_and_ages_in_one_line(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    await _put_checkpoints(database_url, "old", 3, ts="2020-01-01T00:00:00+00:00")
+    for size, dry in (("-1", []), ("0", []), ("0", ["--dry-run"])):
+        result = run_cli(
+            "prune", "--older-than", "30d", "--strategy", "delete", "--batch-size", size,
+            *dry, url=database_url,
+        )
+        assert result.returncode == 2, result.stderr
+        assert _one_error_line(result) == (
+            f"langgraph-sqlalchemy: prune: --batch-size must be at least 1, got {size}"
+        )
+        assert result.stdout == ""
+    for age in ("nanm", "infd", "1e20d"):
+        result = run_cli("prune", "--older-than", age, url=database_url)
+        assert result.returncode == 2, result.stderr
+        assert _one_error_line(result).startswith("langgraph-sqlalchemy: prune: age must ")
+    assert await _checkpoint_counts(database_url) == {"old": 3}
+    # The longest age there is matches nothing, and fails on nothing.
+    ancient = run_cli("prune", "--older-than", "1000w", "--dry-run", url=database_url)
+    assert ancient.returncode == 0, ancient.stderr
+    assert ancient.stdout.startswith("would prune 0 thread(s)")
+    # A batch of one thread goes through them all.
+    await _put_checkpoints(database_url, "old-2", 1, ts="2020-01-01T00:00:00+00:00")
+    one = run_cli("prune", "--older-than", "30d", "--batch-size", "1", url=database_url)
+    assert one.returncode == 0, one.stderr
+    assert one.stdout.splitlines()[-1] == "pruned 1 thread(s) (1 had nothing to prune)"
+    assert await _checkpoint_counts(database_url) == {"old": 1, "old-2": 1}
 
 
 async def _put_checkpoints(url: str, thread_id: str, count: int, *, ts: str) -> None:
@@ -302,6 +349,178 @@ async def test_sweep_covers_threads_and_items_with_a_dry_run_first(
         assert bad.returncode == 2 and "default_ttl" in bad.stderr
     finally:
         await engine.dispose()
+
+
+async def test_prune_keep_latest_refuses_delta_channel_threads_in_one_line(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    from graphs import build_delta_graph
+    from langgraph_sqlalchemy import AsyncSQLAlchemySaver
+    from retention_helpers import age
+
+    graph = build_delta_graph().compile(checkpointer=AsyncSQLAlchemySaver(engine))
+    await graph.ainvoke({"items": [], "rounds": 0}, {"configurable": {"thread_id": "delta"}})
+    before = await _checkpoint_counts(database_url)
+    await age(engine)
+    result = run_cli("prune", "--older-than", "30d", "--quiet", url=database_url)
+    assert result.returncode == 2, result.stderr
+    line = _one_error_line(result)
+    assert line.startswith(
+        "langgraph-sqlalchemy: prune: keep_latest can't prune threads that use a DeltaChannel: "
+        "delta; --strategy delete"
+    ), line
+    assert await _checkpoint_counts(database_url) == before
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ('{"checkpointer": []}', "checkpointer must be an object, got an array"),
+        ('{"checkpointer": "delete"}', "checkpointer must be an object, got a string"),
+        ('{"checkpointer": {"ttl": "60"}}', "checkpointer.ttl must be an object"),
+        ('{"checkpointer": {"ttl": 60}}', "checkpointer.ttl must be an object"),
+        ("[1]", "must hold a JSON object (a langgraph.json), got an array"),
+        ('{"checkpointer": {"ttl": {"default_tll": 5}}}', "unknown checkpointer ttl keys"),
+        ('{"checkpointer": {"ttl": {"default_ttl": "60"}}}', "default_ttl"),
+        ('{"checkpointer": {"ttl": {"sweep_limit": 0}}}', "sweep_limit"),
+        ('{"checkpointer": {"ttl": {"sweep_interval_minutes": -1}}}', "sweep_interval_minutes"),
+        ("{bad", "cannot read"),
+    ],
+)
+def test_sweep_refuses_a_config_of_the_wrong_shape(
+    database_url: str, tmp_path: Path, document: str, message: str
+) -> None:
+    config = tmp_path / "langgraph.json"
+    config.write_text(document)
+    result = run_cli("sweep", "--config", str(config), "--dry-run", url=database_url)
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = _one_error_line(result)
+    assert line.startswith(f"langgraph-sqlalchemy: sweep: {config}") or (
+        line.startswith(f"langgraph-sqlalchemy: sweep: cannot read {config}")
+    ), line
+    assert message in line
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("document", "missing"),
+    [('{"graphs": {}}', "checkpointer"), ('{"checkpointer": {"serde": {}}}', "checkpointer.ttl")],
+)
+def test_sweep_says_when_its_config_configures_nothing(
+    engine: AsyncEngine, database_url: str, tmp_path: Path, document: str, missing: str
+) -> None:
+    config = tmp_path / "langgraph.json"
+    config.write_text(document)
+    result = run_cli("sweep", "--config", str(config), url=database_url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == (
+        f"removed 0 expired thread(s) (strategy delete, no default TTL: {config} has no "
+        f"{missing})"
+    )
+
+
+async def test_sweep_dry_run_is_what_the_sweep_does_within_sweep_limit(
+    engine: AsyncEngine, database_url: str, tmp_path: Path
+) -> None:
+    from langgraph_sqlalchemy import AsyncSQLAlchemySaver
+    from retention_helpers import LONG_AGO, age, rows_by_thread, write_thread, write_threads
+
+    await write_threads(AsyncSQLAlchemySaver(engine), ["t0", "t2", "t3", "t4"])
+    quiet = AsyncSQLAlchemySaver(engine, track_activity=False)  # upstream-like: no row yet
+    await write_thread(quiet, "t1", ts=LONG_AGO)
+    await age(engine)
+    config = tmp_path / "langgraph.json"
+    config.write_text('{"checkpointer": {"ttl": {"default_ttl": 43200, "sweep_limit": 2}}}')
+    policy = "strategy delete, default TTL 43200 min, sweep_limit 2"
+
+    dry = run_cli("sweep", "--config", str(config), "--dry-run", url=database_url)
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines()[:3] == [
+        f"would remove 2 expired thread(s) ({policy}); 5 expired in all",
+        "  t0",
+        "  t1",
+    ]
+    swept = run_cli("sweep", "--config", str(config), url=database_url)
+    assert swept.returncode == 0, swept.stderr
+    assert swept.stdout.splitlines()[0] == f"removed 2 expired thread(s) ({policy})"
+    assert set(await rows_by_thread(engine)) == {"t2", "t3", "t4"}
+
+    dry = run_cli("sweep", "--config", str(config), "--dry-run", url=database_url)
+    assert dry.stdout.splitlines()[:3] == [
+        f"would remove 2 expired thread(s) ({policy}); 3 expired in all", "  t2", "  t3",
+    ]
+    # The flags override the file's keys; the limit stays.
+    all_due = run_cli(
+        "sweep", "--config", str(config), "--default-ttl", "60", "--dry-run", url=database_url
+    )
+    assert all_due.stdout.splitlines()[0] == (
+        "would remove 2 expired thread(s) (strategy delete, default TTL 60 min, sweep_limit 2); "
+        "3 expired in all"
+    )
+
+
+async def test_sweep_keep_latest_counts_only_threads_it_pruned(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    from langgraph_sqlalchemy import AsyncSQLAlchemySaver
+    from retention_helpers import age, rows_by_thread, write_thread
+
+    saver = AsyncSQLAlchemySaver(engine)
+    await write_thread(saver, "long")
+    await write_thread(saver, "single", 1)
+    await age(engine)
+    options = ["sweep", "--strategy", "keep_latest", "--default-ttl", "60", "--quiet"]
+    policy = "strategy keep_latest, default TTL 60 min"
+
+    dry = run_cli(*options, "--dry-run", url=database_url)
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines()[:2] == [f"would prune 1 expired thread(s) ({policy})", "  long"]
+    first = run_cli(*options, url=database_url)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines()[0] == f"pruned 1 expired thread(s) ({policy})"
+    assert {t: rows["checkpoints"] for t, rows in (await rows_by_thread(engine)).items()} == {
+        "long": 1, "single": 1,
+    }
+    await age(engine)  # a TTL later: both due again, neither has anything to prune
+    dry = run_cli(*options, "--dry-run", url=database_url)
+    assert dry.stdout.splitlines()[0] == f"would prune 0 expired thread(s) ({policy})"
+    again = run_cli(*options, url=database_url)
+    assert again.stdout.splitlines()[0] == f"pruned 0 expired thread(s) ({policy})"
+
+
+def test_errors_name_the_command_not_the_library_call(database_url: str) -> None:
+    for command in (["sweep"], ["sweep", "--dry-run"]):
+        result = run_cli(*command, url=UNREACHABLE)
+        assert result.returncode == 3
+        line = _one_error_line(result)  # no retry notices before it
+        assert line.startswith(
+            "langgraph-sqlalchemy: sweep: could not reach PostgreSQL at 127.0.0.1:1 ("
+        ), line
+        assert "attempts in" in line and "asweep_ttl" not in line
+    for command in (["stats"], ["prune", "--older-than", "1d"]):
+        result = run_cli(*command, url=UNREACHABLE)
+        assert result.returncode == 3
+        assert _one_error_line(result).startswith(
+            f"langgraph-sqlalchemy: {command[0]}: could not reach PostgreSQL at 127.0.0.1:1 ("
+        )
+    # --verbose shows the retries, in the command's terms too.
+    verbose = run_cli("sweep", "--verbose", url=UNREACHABLE)
+    assert verbose.returncode == 3
+    *retries, last = verbose.stderr.splitlines()
+    assert retries and all(
+        r.startswith("langgraph-sqlalchemy: sweep: transient database error (attempt ")
+        for r in retries
+    ), verbose.stderr
+    assert last.startswith("langgraph-sqlalchemy: sweep: could not reach PostgreSQL")
+    # A database that answers, without the tables: the failure is the command's.
+    for command in (["sweep"], ["sweep", "--dry-run"], ["prune", "--older-than", "1d"]):
+        result = run_cli(*command, "--schema", "no_such_schema", url=database_url)
+        assert result.returncode == 3, result.stderr
+        line = _one_error_line(result)
+        assert line.startswith(f"langgraph-sqlalchemy: {command[0]} failed (42P01): "), line
+        assert "langgraph-sqlalchemy upgrade" in line
+        for internal in ("asweep_ttl", "expired_threads", "plan_sweep", "aprune"):
+            assert internal not in line
 
 
 @pytest.mark.vector

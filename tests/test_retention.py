@@ -28,7 +28,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from graphs import build_delta_graph, build_linear_graph, build_subgraph_graph
 from langgraph_sqlalchemy import AsyncSQLAlchemySaver, InvalidInputError, migrations
-from langgraph_sqlalchemy.checkpoint.retention import MAX_TTL_MINUTES
+from langgraph_sqlalchemy.checkpoint.retention import (
+    MAX_TTL_MINUTES,
+    RetentionPolicy,
+    parse_ttl_config,
+    plan_sweep,
+    sweep_threads,
+)
 from langgraph_sqlalchemy.engine import create_engine
 from retention_helpers import (
     LONG_AGO,
@@ -148,8 +154,15 @@ async def test_bad_per_thread_ttl_is_refused_before_anything_is_written(
 
 async def test_bad_sweep_arguments(engine: AsyncEngine) -> None:
     saver = AsyncSQLAlchemySaver(engine, ttl=TTL)
-    with pytest.raises(InvalidInputError, match="batch_size"):
-        await saver.asweep_ttl(batch_size=0)
+    await write_thread(saver, "kept")
+    await age(engine)
+    for bad in (0, -1):
+        with pytest.raises(InvalidInputError, match="batch_size"):
+            await saver.asweep_ttl(batch_size=bad)
+        # The function under it refuses too, rather than sweep nothing or fail on the server.
+        with pytest.raises(InvalidInputError, match="batch_size"):
+            await sweep_threads(saver.db, saver.repository, RetentionPolicy(), batch_size=bad)
+    assert await rows_of(engine, "kept") == WHOLE
     with pytest.raises(ValueError, match="sweep_interval_minutes"):
         await saver.start_ttl_sweeper(-1)
 
@@ -371,6 +384,40 @@ async def test_sweep_limit_caps_one_sweep(engine: AsyncEngine) -> None:
     assert await rows_by_thread(engine) == {}
 
 
+async def test_the_plan_is_what_the_sweep_then_does_within_sweep_limit(
+    engine: AsyncEngine,
+) -> None:
+    """plan_sweep (the CLI's dry run) takes the threads in the sweep's order, as many as
+    sweep_limit lets one sweep examine, including those it examines and keeps."""
+    ttl = {**TTL, "sweep_limit": 3}
+    policy = parse_ttl_config(ttl)
+    assert policy is not None
+    saver = AsyncSQLAlchemySaver(engine, ttl=ttl)
+    await write_threads(saver, ["t0", "t0-fresh", "t2", "t3", "t4"])
+    # Untracked (upstream-like): the sweep first gives it a row, then takes it in id order.
+    await write_thread(AsyncSQLAlchemySaver(engine, track_activity=False), "t1", ts=LONG_AGO)
+    await age(engine)
+    async with engine.begin() as conn:
+        # Due by its row, but written since by its checkpoints: examined and kept.
+        await conn.execute(
+            text(
+                "UPDATE checkpoints SET checkpoint = jsonb_set(checkpoint, '{ts}', "
+                "to_jsonb(CAST(:ts AS text))) WHERE thread_id = 't0-fresh'"
+            ),
+            {"ts": "2999-01-01T00:00:00+00:00"},
+        )
+
+    plan = await plan_sweep(saver.db, saver.repository, policy)
+    assert (plan.threads, plan.expired, plan.left_alone) == (["t0", "t1"], 5, [])
+    assert await saver.asweep_ttl(batch_size=2) == 2
+    assert set(await rows_by_thread(engine)) == {"t0-fresh", "t2", "t3", "t4"}
+
+    plan = await plan_sweep(saver.db, saver.repository, policy)
+    assert (plan.threads, plan.expired) == (["t2", "t3"], 3)
+    assert await saver.asweep_ttl(batch_size=2) == 2
+    assert set(await rows_by_thread(engine)) == {"t0-fresh", "t4"}
+
+
 async def test_progress_reports_every_batch(engine: AsyncEngine) -> None:
     saver = AsyncSQLAlchemySaver(engine, ttl=TTL)
     await write_threads(saver, [f"t{i}" for i in range(5)])
@@ -389,6 +436,7 @@ async def test_orphan_activity_rows_go_without_counting(engine: AsyncEngine) -> 
     await write_thread(saver, "deleted")
     await saver.adelete_thread("deleted")  # leaves the activity row behind
     await age(engine)
+    assert await _expired(saver) == []  # the dry run does not count it either
     assert await saver.asweep_ttl() == 0
     assert await rows_of(engine, "deleted") == GONE
 
@@ -487,6 +535,57 @@ async def test_keep_latest_prunes_once_and_the_graph_carries_on(engine: AsyncEng
     assert out["trail"][: len(before.values["trail"])] == before.values["trail"]
 
 
+async def test_keep_latest_counts_only_the_threads_it_pruned(engine: AsyncEngine) -> None:
+    """A thread already down to its newest checkpoint is marked swept (not due again for a
+    TTL) but not counted, at the first sweep or any later one; neither is an activity row
+    whose thread was deleted."""
+    ttl = {"strategy": "keep_latest", "default_ttl": DAY}
+    policy = parse_ttl_config(ttl)
+    assert policy is not None
+    saver = AsyncSQLAlchemySaver(engine, ttl=ttl)
+    await write_thread(saver, "long")
+    await write_thread(saver, "single", 1)
+    await write_thread(saver, "deleted")
+    await saver.adelete_thread("deleted")
+    await age(engine)
+    single = await rows_of(engine, "single")
+
+    assert (await plan_sweep(saver.db, saver.repository, policy)).threads == ["long"]
+    assert await saver.asweep_ttl() == 1
+    assert (await rows_of(engine, "long"))["checkpoints"] == 1
+    assert await rows_of(engine, "single") == single
+    assert (await activity_of(engine, "single")).swept_at is not None
+    assert await saver.asweep_ttl() == 0  # not due again yet
+
+    # A TTL later both are due again, and there is nothing left to prune in either.
+    await age(engine)
+    assert (await plan_sweep(saver.db, saver.repository, policy)).threads == []
+    assert await saver.asweep_ttl() == 0
+    assert (await rows_of(engine, "long"))["checkpoints"] == 1
+    assert await rows_of(engine, "single") == single
+
+
+async def test_keep_latest_passes_by_a_thread_being_written_without_counting_it(
+    engine: AsyncEngine,
+) -> None:
+    sweeper = AsyncSQLAlchemySaver(engine, ttl={"strategy": "keep_latest", "default_ttl": DAY})
+    await write_threads(sweeper, ["busy", "idle"])
+    await age(engine)
+    async with engine.connect() as conn:
+        await conn.begin()
+        writer = AsyncSQLAlchemySaver(conn)
+        latest = await writer.aget_tuple(run("busy", checkpoint_ns=""))
+        assert latest is not None
+        await writer.aput(latest.config, checkpoint({"step": 3}), {"step": 3}, {})
+
+        assert await asyncio.wait_for(sweeper.asweep_ttl(), 30) == 1
+
+        assert (await rows_of(engine, "idle"))["checkpoints"] == 1
+        await conn.commit()
+    assert (await rows_of(engine, "busy"))["checkpoints"] == 4
+    assert await sweeper.asweep_ttl() == 0  # and it is fresh now
+
+
 async def test_keep_latest_leaves_delta_channel_threads_alone(
     engine: AsyncEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -497,6 +596,10 @@ async def test_keep_latest_leaves_delta_channel_threads_alone(
     checkpoints = (await rows_of(engine, "delta"))["checkpoints"]
     await age(engine)
     caplog.set_level(logging.WARNING, logger="langgraph_sqlalchemy")
+    policy = parse_ttl_config(saver.ttl_config)
+    assert policy is not None
+    plan = await plan_sweep(saver.db, saver.repository, policy)
+    assert (plan.threads, plan.left_alone, plan.expired) == (["plain"], ["delta"], 1)
 
     assert await saver.asweep_ttl() == 1
     assert (await rows_of(engine, "delta"))["checkpoints"] == checkpoints

@@ -1,7 +1,10 @@
 """The ``langgraph-sqlalchemy`` command (also ``python -m langgraph_sqlalchemy``).
 
 The database URL comes from ``--database-url``, then ``DATABASE_URL``; with neither, the embedded
-PostgreSQL (the ``embedded`` extra) is started in ``.pgdata``. Errors are one line on stderr.
+PostgreSQL (the ``embedded`` extra) is started in ``.pgdata``. Errors are one line on stderr,
+``langgraph-sqlalchemy: COMMAND: what went wrong``, in terms of the command (never of the library
+function that failed); the library's warnings go there too, but its retries of a lost
+connection only with ``--verbose`` (the final error says how many attempts there were).
 
 Exit codes: 0 success; 1 ``check`` found the database behind head; 2 bad usage; 3 the
 database failed or was unreachable; 4 a migration failed; 141 (128 + SIGPIPE, as the shell
@@ -18,18 +21,22 @@ import contextlib
 import io
 import json
 import logging
+import math
 import os
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import migrations
+from .db.database import server_address
+from .db.errors import describe, translate
 from .engine import create_engine
 from .errors import (
     DatabaseError,
@@ -40,6 +47,10 @@ from .errors import (
 from .schema import get_tables
 from .stats import human_bytes, table_stats
 from .store.vector_layer import DISTANCE_TYPES, INDEX_KINDS, VECTOR_TYPES, index_parameters
+from .ttl_bounds import MAX_TTL_MINUTES
+
+if TYPE_CHECKING:
+    from .checkpoint.retention import RetentionPolicy
 
 __all__ = ["main"]
 
@@ -119,6 +130,61 @@ def _revision_log() -> Iterator[None]:
         log.propagate = propagate
 
 
+# The library names the call that failed first in its database errors and retry notices
+# ("asweep_ttl: ...", "plan_sweep failed (42P01): ..."); the command line names the command.
+_LIBRARY_OP = re.compile(r"^[a-z_][a-z0-9_.]*(?=: | failed \()")
+
+
+def _in_terms_of(command: str, message: str, *, library: bool) -> str:
+    """``message`` as ``COMMAND: ...``; ``library``: it starts with a library call's name."""
+    if library:
+        found = _LIBRARY_OP.match(message)
+        if found:
+            return command + message[found.end():]
+    if message.startswith(f"{command}:"):
+        return message
+    return f"{command}: {message}"
+
+
+def _is_retry_notice(record: logging.LogRecord) -> bool:
+    # The database layer's "transient database error (attempt n of m), retrying" line.
+    return "transient database error" in str(record.msg)
+
+
+class _CommandLog(logging.Formatter):
+    def __init__(self, command: str) -> None:
+        super().__init__()
+        self.command = command
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = _in_terms_of(self.command, record.getMessage(), library=True)
+        return f"langgraph-sqlalchemy: {message}"
+
+
+@contextlib.contextmanager
+def _library_log(command: str, *, verbose: bool) -> Iterator[None]:
+    """The library's warnings on stderr for the length of one command, one line each.
+
+    Without a handler, Python would print them bare through its last-resort handler; here
+    they name the command, and retry notices wait for ``--verbose``. Only while ``main`` runs:
+    an application's own logging of the library is left as it was.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(_CommandLog(command))
+    if not verbose:
+        handler.addFilter(lambda record: not _is_retry_notice(record))
+    log = logging.getLogger("langgraph_sqlalchemy")
+    propagate = log.propagate
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.propagate = propagate
+
+
 def _resolve_url(args: argparse.Namespace) -> str:
     url: str | None = args.database_url or os.environ.get("DATABASE_URL")
     if url:
@@ -141,8 +207,35 @@ async def _with_engine(
     engine = create_engine(_resolve_url(args), pool_size=2, max_overflow=0)
     try:
         return await action(engine)
+    except OSError as exc:
+        # A refused or failed connection on a path that does not go through the library's
+        # retries (SQLAlchemy passes asyncpg's socket errors through as they are).
+        raise CommandError(
+            f"could not reach PostgreSQL at {server_address(engine)} ({describe(exc)})",
+            EXIT_DATABASE,
+        ) from exc
     finally:
         await engine.dispose()
+
+
+class _ProgressBar:
+    """The progress bar on stderr, if it is a terminal; ``close`` ends its line, so that an
+    error message after it starts a line of its own."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.show = not quiet and sys.stderr.isatty()
+        self.started = time.monotonic()
+        self.drawn = False
+
+    def update(self, done: int, total: int) -> None:
+        if self.show and total:
+            _progress(min(done, total), total, self.started, sys.stderr)
+            self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\n")
+            self.drawn = False
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -243,53 +336,119 @@ async def cmd_vectors(args: argparse.Namespace, out: TextIO) -> int:
     return await _with_engine(args, run)
 
 
-def _sweep_ttl_config(args: argparse.Namespace) -> dict[str, Any]:
-    """The checkpointer TTL for ``sweep``: ``--config``'s ``checkpointer.ttl``, then flags."""
+@dataclass(frozen=True)
+class _SweepSettings:
+    ttl: dict[str, Any]  # for the saver's ttl=
+    note: str | None  # why nothing came from --config, when it did not
+
+
+def _describe_json(value: object) -> str:
+    kind = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
+        type(value), "null" if value is None else "a number"
+    )
+    shown = json.dumps(value)
+    return f"{kind} ({shown[:40]}{'...' if len(shown) > 40 else ''})"
+
+
+def _sweep_ttl_config(args: argparse.Namespace) -> _SweepSettings:
+    """The checkpointer TTL for ``sweep``: ``--config``'s ``checkpointer.ttl``, then flags.
+
+    A file that has no ``checkpointer`` or no ``ttl`` (or sets them to null) configures
+    nothing, and the summary says so; any other shape is refused, naming the key, as a typo
+    there would otherwise turn retention off without a word.
+    """
+    from .checkpoint.retention import parse_ttl_config
+
     ttl: dict[str, Any] = {}
+    note = None
     if args.config:
+        path = args.config
         try:
-            with open(args.config, encoding="utf-8") as fh:
+            with open(path, encoding="utf-8") as fh:
                 document = json.load(fh)
         except (OSError, ValueError) as exc:
-            raise InvalidInputError(f"cannot read {args.config}: {exc}") from exc
-        found = document.get("checkpointer", {}).get("ttl") if isinstance(document, dict) else None
-        if isinstance(found, dict):
+            raise InvalidInputError(f"cannot read {path}: {exc}") from exc
+        if not isinstance(document, dict):
+            raise InvalidInputError(
+                f"{path} must hold a JSON object (a langgraph.json), got "
+                f"{_describe_json(document)}"
+            )
+        checkpointer = document.get("checkpointer")
+        found = checkpointer.get("ttl") if isinstance(checkpointer, dict) else None
+        if checkpointer is not None and not isinstance(checkpointer, dict):
+            raise InvalidInputError(
+                f"{path}: checkpointer must be an object, got {_describe_json(checkpointer)}"
+            )
+        if found is not None and not isinstance(found, dict):
+            raise InvalidInputError(
+                f"{path}: checkpointer.ttl must be an object such as "
+                f'{{"strategy": "delete", "default_ttl": 43200}}, got {_describe_json(found)}'
+            )
+        if found is None:
+            what = "checkpointer" if checkpointer is None else "checkpointer.ttl"
+            note = f"{path} has no {what}"
+        else:
+            try:
+                parse_ttl_config(found)  # all of it, the interval too, though unused here
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"{path}: checkpointer.ttl: {exc}") from exc
             # Only what a sweep uses; the interval is for a long-running sweeper.
             ttl = {k: v for k, v in found.items() if k != "sweep_interval_minutes"}
     if args.strategy is not None:
         ttl["strategy"] = args.strategy
     if args.default_ttl is not None:
         ttl["default_ttl"] = args.default_ttl
-    return ttl
+        note = None
+    return _SweepSettings(ttl, note)
+
+
+def _policy_summary(policy: RetentionPolicy, note: str | None) -> str:
+    """``strategy delete, default TTL 60 min, sweep_limit 2`` for the summary lines."""
+    if policy.default_ttl is None:
+        default = "no default TTL" + (f": {note}" if note else "")
+    else:
+        default = f"default TTL {policy.default_ttl:g} min"
+    limit = "" if policy.sweep_limit is None else f", sweep_limit {policy.sweep_limit}"
+    return f"strategy {policy.strategy}, {default}{limit}"
 
 
 async def cmd_sweep(args: argparse.Namespace, out: TextIO) -> int:
-    from .checkpoint.retention import expired_threads, parse_ttl_config
+    from .checkpoint.retention import parse_ttl_config, plan_sweep
     from .checkpoint.saver import AsyncSQLAlchemySaver
     from .store.store import AsyncSQLAlchemyStore
 
-    ttl = _sweep_ttl_config(args)
-    policy = parse_ttl_config(ttl)
-    assert policy is not None
     if args.batch_size < 1:
         raise InvalidInputError(f"--batch-size must be at least 1, got {args.batch_size}")
-    default = "no default TTL" if policy.default_ttl is None else (
-        f"default TTL {policy.default_ttl:g} min"
-    )
+    settings = _sweep_ttl_config(args)
+    policy = parse_ttl_config(settings.ttl)
+    assert policy is not None
+    described = _policy_summary(policy, settings.note)
     items = get_tables(args.schema).store
 
     async def run(engine: AsyncEngine) -> int:
-        saver = AsyncSQLAlchemySaver(engine, schema=args.schema, ttl=ttl)
+        saver = AsyncSQLAlchemySaver(engine, schema=args.schema, ttl=settings.ttl)
+        keep = policy.strategy == "keep_latest"
         if args.dry_run:
-            threads = await expired_threads(saver.db, saver.repository, policy)
-            verb = "prune" if policy.strategy == "keep_latest" else "remove"
+            plan = await plan_sweep(saver.db, saver.repository, policy)
+            # Within sweep_limit, as the sweep itself; how many wait beyond it, too.
+            beyond = ""
+            if plan.expired > len(plan.threads) + len(plan.left_alone):
+                beyond = f"; {plan.expired} expired in all"
             print(
-                f"would {verb} {len(threads)} expired thread(s) "
-                f"(strategy {policy.strategy}, {default})",
+                f"would {'prune' if keep else 'remove'} {len(plan.threads)} expired thread(s) "
+                f"({described}){beyond}",
                 file=out,
             )
-            for thread_id in threads:
+            for thread_id in plan.threads:
                 print(f"  {thread_id}", file=out)
+            if plan.left_alone:
+                print(
+                    f"would leave {len(plan.left_alone)} expired thread(s) that use a "
+                    "DeltaChannel, which keep_latest cannot prune",
+                    file=out,
+                )
+                for thread_id in plan.left_alone:
+                    print(f"  {thread_id}", file=out)
             async with engine.connect() as conn:
                 expired = (
                     await conn.execute(
@@ -300,19 +459,13 @@ async def cmd_sweep(args: argparse.Namespace, out: TextIO) -> int:
                 ).scalar_one()
             print(f"would delete {expired} expired item(s)", file=out)
             return EXIT_OK
-        started = time.monotonic()
-        show = not args.quiet and sys.stderr.isatty()
-
-        def progress(examined: int, due: int) -> None:
-            if show and due:
-                _progress(min(examined, due), due, started, sys.stderr)
-
-        removed = await saver.asweep_ttl(batch_size=args.batch_size, progress=progress)
-        if show:
-            sys.stderr.write("\n")
-        verb = "pruned" if policy.strategy == "keep_latest" else "removed"
+        bar = _ProgressBar(args.quiet)
+        try:
+            removed = await saver.asweep_ttl(batch_size=args.batch_size, progress=bar.update)
+        finally:
+            bar.close()
         print(
-            f"{verb} {removed} expired thread(s) (strategy {policy.strategy}, {default})",
+            f"{'pruned' if keep else 'removed'} {removed} expired thread(s) ({described})",
             file=out,
         )
         deleted = await AsyncSQLAlchemyStore(engine, schema=args.schema).sweep_ttl()
@@ -332,9 +485,18 @@ def parse_age(text: str) -> timedelta:
         amount = float(text[:-1])
     except ValueError as exc:
         raise InvalidInputError(f"age must start with a number, got {text!r}") from exc
+    if not math.isfinite(amount):
+        raise InvalidInputError(f"age must be a finite number, got {text!r}")
     if amount < 0:
         raise InvalidInputError(f"age must not be negative, got {text!r}")
-    return timedelta(seconds=amount * units[text[-1]])
+    seconds = amount * units[text[-1]]
+    # The TTLs' bound (about 1,900 years): now minus more would leave the datetime range
+    # (or timedelta's) and fail as an OverflowError instead of meaning "no thread".
+    if seconds > MAX_TTL_MINUTES * 60:
+        raise InvalidInputError(
+            f"age must be at most {MAX_TTL_MINUTES:,} minutes (about 1,900 years), got {text!r}"
+        )
+    return timedelta(seconds=seconds)
 
 
 @dataclass(frozen=True)
@@ -378,6 +540,9 @@ def _progress(done: int, total: int, started: float, stream: TextIO) -> None:
 
 async def cmd_prune(args: argparse.Namespace, out: TextIO) -> int:
     age = parse_age(args.older_than)
+    if args.batch_size < 1:
+        raise InvalidInputError(f"--batch-size must be at least 1, got {args.batch_size}")
+    from .checkpoint.prune import prune_threads
     from .checkpoint.saver import AsyncSQLAlchemySaver
 
     async def run(engine: AsyncEngine) -> int:
@@ -403,16 +568,33 @@ async def cmd_prune(args: argparse.Namespace, out: TextIO) -> int:
         if args.dry_run:
             return EXIT_OK
         saver = AsyncSQLAlchemySaver(engine, schema=args.schema)
-        started = time.monotonic()
-        show = not args.quiet and sys.stderr.isatty()
-        for start in range(0, len(threads), args.batch_size):
-            chunk = threads[start : start + args.batch_size]
-            await saver.aprune(chunk, strategy=args.strategy)
-            if show:
-                _progress(start + len(chunk), len(threads), started, sys.stderr)
-        if show and threads:
-            sys.stderr.write("\n")
-        print(f"pruned {len(threads)} thread(s)", file=out)
+        bar = _ProgressBar(args.quiet)
+        pruned = 0
+        try:
+            for start in range(0, len(threads), args.batch_size):
+                chunk = threads[start : start + args.batch_size]
+                # aprune's own statements, with the count it does not return: the threads
+                # that lost a checkpoint (keep_latest passes by those down to one already).
+                try:
+                    pruned += await prune_threads(
+                        saver.db, saver.repository, chunk, strategy=args.strategy
+                    )
+                except NotImplementedError as exc:
+                    # DeltaChannel threads: refused before this batch deleted anything.
+                    raise CommandError(
+                        f"{exc}; --strategy delete removes such threads whole ({pruned} "
+                        "thread(s) of earlier batches were pruned)",
+                        EXIT_USAGE,
+                    ) from exc
+                bar.update(start + len(chunk), len(threads))
+        finally:
+            bar.close()
+        unchanged = len(threads) - pruned
+        print(
+            f"pruned {pruned} thread(s)"
+            + (f" ({unchanged} had nothing to prune)" if unchanged > 0 else ""),
+            file=out,
+        )
         return EXIT_OK
 
     return await _with_engine(args, run)
@@ -481,6 +663,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--schema", help="Postgres schema holding the tables (default: none)")
     common.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show each retry of a lost database connection (prune: list each thread)",
+    )
+    common.add_argument(
         "--pgdata",
         default=None,
         help="data directory of the embedded server (default: $LANGGRAPH_SQLALCHEMY_PGDATA "
@@ -541,7 +728,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--older-than", required=True, metavar="AGE", help="e.g. 30d, 12h, 15m")
     p.add_argument("--strategy", choices=("keep_latest", "delete"), default="keep_latest")
     p.add_argument("--dry-run", action="store_true", help="say what would go, change nothing")
-    p.add_argument("--verbose", action="store_true", help="list each thread")
     p.add_argument("--batch-size", type=int, default=100, help="threads per transaction")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_prune)
@@ -566,10 +752,18 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace, TextIO], Any] = args.handler
     guarded = _GuardedOutput(stream)
+    command: str = args.command
+
+    def fail(exc: BaseException, code: int, *, library: bool = False) -> int:
+        message = _in_terms_of(command, _one_line(exc), library=library)
+        print(f"langgraph-sqlalchemy: {message}", file=sys.stderr)
+        return code
+
     try:
-        result = handler(args, cast(TextIO, guarded))
-        if asyncio.iscoroutine(result):
-            result = asyncio.run(result)
+        with _library_log(command, verbose=args.verbose):
+            result = handler(args, cast(TextIO, guarded))
+            if asyncio.iscoroutine(result):
+                result = asyncio.run(result)
         guarded.flush()
         return int(result)
     except OutputClosed:
@@ -577,23 +771,23 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
             _silence_stdout()
         return EXIT_OUTPUT_CLOSED
     except CommandError as exc:
-        print(f"langgraph-sqlalchemy: {exc}", file=sys.stderr)
-        return exc.code
+        return fail(exc, exc.code)
     except InvalidInputError as exc:
-        print(f"langgraph-sqlalchemy: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        # Not stripped of a leading name: ours start with the file they are about
+        # ("langgraph.json: ..."), and what the library refuses here names no call.
+        return fail(exc, EXIT_USAGE)
     except MigrationError as exc:
-        print(f"langgraph-sqlalchemy: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_MIGRATION
-    except (DatabaseError, LangGraphSQLAlchemyError, OSError) as exc:
-        print(f"langgraph-sqlalchemy: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_DATABASE
+        return fail(exc, EXIT_MIGRATION)
+    except (DatabaseError, LangGraphSQLAlchemyError) as exc:
+        return fail(exc, EXIT_DATABASE, library=True)
+    except OSError as exc:
+        return fail(exc, EXIT_DATABASE)
     except Exception as exc:  # SQLAlchemy errors raised outside the library's boundary
         from sqlalchemy.exc import SQLAlchemyError
 
         if isinstance(exc, SQLAlchemyError):
-            print(f"langgraph-sqlalchemy: database error: {_one_line(exc)}", file=sys.stderr)
-            return EXIT_DATABASE
+            # As the library words its own: "COMMAND failed (SQLSTATE): ...; what to do".
+            return fail(translate(exc, command), EXIT_DATABASE, library=True)
         raise
 
 

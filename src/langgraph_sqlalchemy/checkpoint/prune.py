@@ -10,7 +10,9 @@ thread meanwhile is neither seen nor deleted. Threads that use a ``DeltaChannel`
 (their latest value is rebuilt from older checkpoints), before anything is deleted.
 
 Statements per thread: snapshot + heads + delta re-check + writes + checkpoints + parents + blobs
-(+ one for subgraph calls): never one per checkpoint.
+(+ one for subgraph calls): never one per checkpoint. :func:`keep_latest` tells from the rows
+those statements return anyway whether it removed anything, so counting the threads that were
+really pruned costs no statement of its own.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..db import Database
 from .repository import CheckpointRepository, freed_blob_keys, text_array, unnest
 
-__all__ = ["PRUNE_STRATEGIES", "prune_threads"]
+__all__ = ["PRUNE_STRATEGIES", "delta_threads", "prune_threads"]
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
 
@@ -67,37 +69,56 @@ async def prune_threads(
     *,
     strategy: str,
     keep_last: int = 1,
-) -> None:
+) -> int:
+    """Prune ``thread_ids``; returns how many of them lost something.
+
+    ``"keep_latest"``: the threads it removed at least one checkpoint from (a thread already
+    down to its newest checkpoints is not counted). ``"delete"``: every thread asked for, as
+    the one statement removes whatever rows they have.
+    """
     if strategy == "delete":
 
         async def delete_all(conn: AsyncConnection) -> None:
             await repository.delete_threads(conn, thread_ids)
 
         await db.run(delete_all, op="aprune", single_statement=True)
-        return
+        return len(set(thread_ids))
 
     async def check(conn: AsyncConnection) -> None:
         await refuse_delta_threads(conn, repository, thread_ids)
 
     await db.run(check, op="aprune", single_statement=True)
+    pruned = 0
     for thread_id in thread_ids:
 
-        async def keep(conn: AsyncConnection, thread_id: str = thread_id) -> None:
+        async def keep(conn: AsyncConnection, thread_id: str = thread_id) -> bool:
             if db.connection is None:
                 # Must be the transaction's first statement; Core has no construct for it.
                 # (On a host connection the host owns the transaction and its isolation.)
                 await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
-            await keep_latest(conn, repository, thread_id, keep_last)
+            return await keep_latest(conn, repository, thread_id, keep_last)
 
-        await db.run(keep, op="aprune")
+        pruned += await db.run(keep, op="aprune")
+    return pruned
 
 
 async def refuse_delta_threads(
     conn: AsyncConnection, repository: CheckpointRepository, thread_ids: Sequence[str]
 ) -> None:
-    """Raise if a thread uses a ``DeltaChannel``.
+    """Raise if a thread uses a ``DeltaChannel`` (see :func:`delta_threads`)."""
+    delta = await delta_threads(conn, repository, thread_ids)
+    if delta:
+        raise NotImplementedError(
+            f"keep_latest can't prune threads that use a DeltaChannel: {', '.join(delta)}"
+        )
 
-    Its checkpoints carry delta counters in metadata (or LangGraph.js's
+
+async def delta_threads(
+    conn: AsyncConnection, repository: CheckpointRepository, thread_ids: Sequence[str]
+) -> list[str]:
+    """Those of ``thread_ids`` that use a ``DeltaChannel``, sorted; one statement.
+
+    Their checkpoints carry delta counters in metadata (or LangGraph.js's
     ``delta_writes_versioned``), or an inline ``true`` marker with a blob behind it (a
     ``_DeltaSnapshot``), which a plain ``True`` value never has.
     """
@@ -130,11 +151,7 @@ async def refuse_delta_threads(
             ),
         )
     )
-    delta = sorted(r[0] for r in await conn.execute(union(by_metadata, by_snapshot)))
-    if delta:
-        raise NotImplementedError(
-            f"keep_latest can't prune threads that use a DeltaChannel: {', '.join(delta)}"
-        )
+    return sorted(r[0] for r in await conn.execute(union(by_metadata, by_snapshot)))
 
 
 async def _heads(
@@ -203,7 +220,13 @@ async def _heads(
 
 async def keep_latest(
     conn: AsyncConnection, repository: CheckpointRepository, thread_id: str, keep_last: int
-) -> None:
+) -> bool:
+    """Prune one thread (see the module docstring); whether any checkpoint went.
+
+    Writes and blobs only ever go with a checkpoint, so "a checkpoint went" is "anything
+    went". Read from what the deletes return (and from the snapshot's heads, for the
+    subgraph calls), not from a count of its own.
+    """
     c, b, w = repository.checkpoints, repository.blobs, repository.writes
     heads = await _heads(conn, repository, thread_id, keep_last)
     # A thread that started using a DeltaChannel after the batch check is refused here.
@@ -246,8 +269,11 @@ async def keep_latest(
         )
         for ns in calls:
             kept.pop(ns, None)
+    # ``calls`` come from heads, rows of this snapshot, and the thread's row lock (or the
+    # REPEATABLE READ snapshot) keeps anyone else from deleting them first: they went.
+    removed_calls = bool(calls)
     if not kept:
-        return
+        return removed_calls
     pairs = sorted((ns, cid) for ns, ids in kept.items() for cid in ids)
     keep_rows = unnest(
         ("checkpoint_ns", text_array([p[0] for p in pairs])),
@@ -292,3 +318,4 @@ async def keep_latest(
     )
     freed = freed_blob_keys((thread_id, ns, versions) for ns, versions in deleted)
     await repository.delete_unreferenced_blobs(conn, freed)
+    return removed_calls or bool(deleted)

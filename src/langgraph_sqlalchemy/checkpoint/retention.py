@@ -16,6 +16,10 @@ and put-writes. Upstream never does, so for a thread that upstream wrote the che
    checkpoints' ``ts``; each batch is one statement (:meth:`ActivityStatements.delete_due_batch`)
    for ``delete``, one short transaction per thread for ``keep_latest``.
 
+A sweep counts the threads it removed (``keep_latest``: those it removed a checkpoint from; a
+thread already down to its newest checkpoints is marked swept, not counted). :func:`plan_sweep`
+says what a sweep now would do, reading only (the command line's ``sweep --dry-run``).
+
 Several sweepers (replicas) may run at once: a thread is claimed by one of them, and the others
 pass it by. A write that is in flight when its thread comes up keeps the thread (its row is
 locked, so the sweep skips it); one that committed earlier makes it not due.
@@ -36,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..database import Database
 from ..errors import InvalidInputError
 from ..ttl_bounds import MAX_TTL_MINUTES, check_sweep_interval, check_ttl
-from .prune import keep_latest, refuse_delta_threads
+from .prune import delta_threads, keep_latest, refuse_delta_threads
 from .repository import CheckpointRepository
 from .thread_activity import KEEP_TTL, ActivityStatements, BatchOutcome, TTLUpdate
 
@@ -44,10 +48,12 @@ __all__ = [
     "CHECKPOINT_TTL_KEY",
     "MAX_TTL_MINUTES",
     "RetentionPolicy",
+    "SweepPlan",
     "SweepProgress",
     "ThreadTTLConfig",
     "expired_threads",
     "parse_ttl_config",
+    "plan_sweep",
     "sweep_threads",
     "thread_ttl_of",
 ]
@@ -185,6 +191,12 @@ async def sweep_threads(
     progress: SweepProgress | None = None,
 ) -> int:
     """One sweep; returns how many threads it removed (``keep_latest``: pruned)."""
+    # Checked here too, not only by asweep_ttl: a batch of 0 would end the sweep having
+    # examined nothing, and a negative one reach the server as a LIMIT it refuses.
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidInputError(
+            f"sweep_threads: batch_size must be an int >= 1, got {batch_size!r}"
+        )
     statements = ActivityStatements(repository.tables)
     if policy.default_ttl is not None:
         # Untracked threads have no TTL of their own: only a default can make them due.
@@ -321,24 +333,73 @@ async def _prune_one(
         except NotImplementedError:
             outcome = "refused"
         else:
-            await keep_latest(conn, repository, thread_id, 1)
-            outcome = "pruned"
+            # A thread with nothing older than its newest checkpoints is still marked (not
+            # due again for one TTL) but not counted: the sweep did no work on it.
+            removed = await keep_latest(conn, repository, thread_id, 1)
+            outcome = "pruned" if removed else "unchanged"
         await conn.execute(statements.mark_pruned(), {"thread": thread_id, "now": params["now"]})
         return outcome
 
     return await db.run(work, op="asweep_ttl")
 
 
+@dataclass(frozen=True)
+class SweepPlan:
+    """What one sweep now would do, found without changing anything (:func:`plan_sweep`)."""
+
+    #: The threads it would remove (``keep_latest``: prune), in the order it takes them,
+    #: within ``sweep_limit``.
+    threads: list[str]
+    #: Threads expired in all, whatever ``sweep_limit`` lets one sweep reach.
+    expired: int
+    #: ``keep_latest``: expired threads within the limit that use a ``DeltaChannel``, which
+    #: the sweep leaves alone (and logs).
+    left_alone: list[str]
+
+
+async def plan_sweep(
+    db: Database, repository: CheckpointRepository, policy: RetentionPolicy
+) -> SweepPlan:
+    """What :func:`sweep_threads` with ``policy`` would do now, reading only.
+
+    The sweep looks at due threads in thread order, ``sweep_limit`` of them at most, and
+    removes those its checkpoints do not show written since; so does the plan, on the same
+    statements' conditions. ``keep_latest`` counts only threads with something to prune
+    (more checkpoints than namespaces; one kept for a format-<4 checkpoint's pending sends can
+    make that an overstatement) and sets apart the ``DeltaChannel`` ones. Writes that happen
+    between the plan and the sweep can change the outcome, as they would change one sweep's.
+    """
+    statements = ActivityStatements(repository.tables)
+    now = await _server_now(db, statements)
+    keep = policy.strategy == "keep_latest"
+
+    async def read(conn: AsyncConnection) -> SweepPlan:
+        stmt = statements.sweep_candidates(
+            with_untracked=policy.default_ttl is not None, keep_latest=keep
+        )
+        rows = [
+            (str(thread_id), bool(goes))
+            for thread_id, goes in await conn.execute(
+                stmt, {"now": now, "default_ttl": policy.default_ttl}
+            )
+        ]
+        expired = [thread_id for thread_id, goes in rows if goes]
+        delta = set(await delta_threads(conn, repository, expired)) if keep and expired else set()
+        reached = rows if policy.sweep_limit is None else rows[: policy.sweep_limit]
+        return SweepPlan(
+            threads=[t for t, goes in reached if goes and t not in delta],
+            expired=len(expired) - len(delta),
+            left_alone=[t for t, goes in reached if goes and t in delta],
+        )
+
+    return await db.run(read, op="plan_sweep")
+
+
 async def expired_threads(
     db: Database, repository: CheckpointRepository, policy: RetentionPolicy
 ) -> list[str]:
-    """The threads a sweep now would remove (``keep_latest``: prune), without changing any."""
-    statements = ActivityStatements(repository.tables)
-    now = await _server_now(db, statements)
+    """The threads a sweep now would remove (``keep_latest``: prune), without changing any.
 
-    async def read(conn: AsyncConnection) -> list[str]:
-        stmt = statements.expired_threads(with_untracked=policy.default_ttl is not None)
-        result = await conn.execute(stmt, {"now": now, "default_ttl": policy.default_ttl})
-        return list(result.scalars())
-
-    return await db.run(read, op="expired_threads", single_statement=True)
+    Within ``sweep_limit``, as the sweep; :func:`plan_sweep` has the rest of the picture.
+    """
+    return (await plan_sweep(db, repository, policy)).threads

@@ -494,7 +494,8 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
         after its last write. ``strategy="delete"`` removes it whole, ``batch_size`` threads per
         statement; ``"keep_latest"`` prunes it to its newest checkpoint per namespace, as
         :meth:`aprune` (threads that use a ``DeltaChannel`` are left alone and logged) and
-        counts those. Safe to run from many processes at once; see :mod:`.retention`.
+        counts only the threads it removed a checkpoint from (one already down to its newest
+        counts nothing). Safe to run from many processes at once; see :mod:`.retention`.
         ``progress(examined, due)`` is called (or awaited) after every batch.
         """
         self._bridge.bind()

@@ -370,27 +370,50 @@ class ActivityStatements:
 
     # --- what a sweep would do (dry run) ---------------------------------------------------------
 
-    def expired_threads(self, *, with_untracked: bool) -> Any:
-        """Every thread a sweep at ``:now`` would remove (or prune), in thread order.
+    def sweep_candidates(self, *, with_untracked: bool, keep_latest: bool) -> Any:
+        """Every thread a sweep at ``:now`` would look at, in the order it would, with whether
+        it would go: rows of (thread id, goes).
 
-        Reads only: untracked threads are judged by their newest ``ts`` against the default
-        TTL, as the sweep does once it has given them a row.
+        The threads are the due rows (:meth:`due_threads`, :meth:`delete_due_batch`) and, with
+        a default TTL, the untracked threads, which the sweep gives a "never written here" row
+        first and which are then due (they sort among the others by id, as in the sweep). One
+        goes unless its checkpoints show it written since its cutoff; with no checkpoints at
+        all (an activity row left by ``adelete_thread``) it only loses that row, which the
+        sweep does not count; for ``keep_latest`` it must also have a namespace with more than
+        the newest checkpoint. Reads only.
         """
         a, c = self.activity, self.checkpoints
-        tracked = select(a.c.thread_id).where(
-            self._is_due(), ~self._written_since(a.c.thread_id, self._row_cutoff())
-        )
+        inner = c.alias("inner")
+        work: ColumnElement[bool]
+        if keep_latest:
+            # Counts, not a comparison of ids: one scan of the thread's index, no self-join.
+            work = (
+                select(func.count() > func.count(inner.c.checkpoint_ns.distinct()))
+                .where(inner.c.thread_id == a.c.thread_id)
+                .scalar_subquery()
+            )
+        else:
+            work = exists().where(inner.c.thread_id == a.c.thread_id)
+        tracked = select(
+            a.c.thread_id,
+            and_(~self._written_since(a.c.thread_id, self._row_cutoff()), work).label("goes"),
+        ).where(self._is_due())
         if not with_untracked:
             return tracked.order_by(a.c.thread_id)
         default_cutoff = self._cutoff(bindparam("default_ttl", type_=Double))
         cutoff_text = func.to_char(
             func.timezone("UTC", default_cutoff), 'YYYY-MM-DD"T"HH24:MI:SS.US', type_=String
         )
+        old = func.coalesce(func.max(c.c.checkpoint["ts"].astext), "") <= cutoff_text
+        untracked_goes = (
+            and_(old, func.count() > func.count(c.c.checkpoint_ns.distinct()))
+            if keep_latest
+            else old
+        )
         untracked = (
-            select(c.c.thread_id)
+            select(c.c.thread_id, untracked_goes.label("goes"))
             .where(~exists().where(a.c.thread_id == c.c.thread_id))
             .group_by(c.c.thread_id)
-            .having(func.coalesce(func.max(c.c.checkpoint["ts"].astext), "") <= cutoff_text)
         )
-        both = union_all(tracked, untracked).subquery("expired")
-        return select(both.c.thread_id).order_by(both.c.thread_id)
+        both = union_all(tracked, untracked).subquery("candidates")
+        return select(both.c.thread_id, both.c.goes).order_by(both.c.thread_id)
