@@ -16,11 +16,10 @@ Stacks, top to bottom:
 - *driver, held*: ``asyncpg.Connection.fetch`` on a connection already out of the pool (the
   floor);
 - *driver via raw_connection*: ``AsyncEngine.raw_connection()``, its ``driver_connection``,
-  ``close()``: the shortcut's first form, dropped because that ``close()`` runs outside
-  SQLAlchemy's greenlet and cannot do the I/O a full pool or a cancellation needs;
+  ``close()``: the shortcut ``Database.fetch`` takes when nothing observes the engine and its
+  pool is a ``QueuePool`` with room for the connection;
 - *driver via AsyncConnection*: ``engine.connect()`` at the engine's default isolation,
-  ``get_raw_connection().driver_connection``, close: the shortcut ``Database.fetch`` takes
-  when nothing observes the engine;
+  ``get_raw_connection().driver_connection``, close: the shortcut on any other pool;
 - *driver via AsyncConnection, AUTOCOMMIT*: the same on an AUTOCOMMIT connection;
 - *exec_driver_sql*: ``engine.connect()`` (AUTOCOMMIT), ``exec_driver_sql`` of the statement
   compiled once, close: the observable path;
@@ -183,8 +182,10 @@ def stacks(engine: AsyncEngine, traced: AsyncEngine) -> dict[str, Callable[[], A
 
     return {
         "driver, held": on_driver,
-        "driver via raw_connection (dropped)": via_raw_connection,
-        "driver via AsyncConnection (our shortcut)": lambda b: via_connection(b, engine),
+        "driver via raw_connection (our shortcut)": via_raw_connection,
+        "driver via AsyncConnection (the shortcut, other pools)": lambda b: via_connection(
+            b, engine
+        ),
         "driver via AsyncConnection, AUTOCOMMIT": lambda b: via_connection(b, autocommit),
         "exec_driver_sql (our observable path)": lambda b: exec_driver(b, autocommit),
         "exec_driver_sql + listener": lambda b: exec_driver(b, traced_autocommit),

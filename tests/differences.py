@@ -365,6 +365,10 @@ BEHAVIOUR: dict[str, str] = {
         "holding them was stored as; upstream's $eq and $ne (json.dumps) raise TypeError for "
         "them, its plain equality (orjson) and ordering operators match as ours"
     ),
+    "store: filter keys are strings": (
+        "a filter key that is not a str ({1: 1}) is refused (InvalidInputError); upstream "
+        "binds it as it is, and an int then indexes a JSON array, so it matches nothing"
+    ),
     "store: ordering operators take numbers and strings": (
         "$gt, $gte, $lt and $lte with None, a list or a dict are refused (InvalidInputError); "
         "upstream compares the operand's JSON text with the value's, which orders nothing "

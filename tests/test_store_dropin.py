@@ -450,6 +450,11 @@ CASES: list[Case] = [
         "store: sweep interval must be finite",
     ),
     Case(
+        "int filter key",
+        lambda s: s.asearch(("x",), filter={1: 1}),
+        "store: filter keys are strings",
+    ),
+    Case(
         "$gt None",
         lambda s: s.asearch(("x",), filter={"a": {"$gt": None}}),
         "store: ordering operators take numbers and strings",

@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.events import ConnectionEvents, DialectEvents
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.pool import Pool, QueuePool
+from sqlalchemy.pool import Pool, PoolProxiedConnection, QueuePool
 from sqlalchemy.pool.events import PoolEvents
 
 from .. import telemetry
@@ -370,19 +370,41 @@ class Database:
         return result
 
     async def _on_driver(self, sql: str, values: tuple[Any, ...]) -> Rows:
-        """``sql`` on the asyncpg connection under an ``AsyncConnection``, outside any
-        transaction.
+        """``sql`` on the asyncpg connection of a pooled connection, outside any transaction.
 
-        The ``AsyncConnection`` is at the engine's own isolation level, and SQLAlchemy never
-        begins a transaction on it (it executes nothing), so asyncpg runs the statement on its
-        own, atomically, and closing gives the connection back with nothing to roll back. It is
-        there for what the pool does on the way in and out, inside SQLAlchemy's greenlet: a
-        return to a full pool really closes the connection (an overflow connection, or every
-        connection of a ``NullPool``), and invalidating one after a cancellation closes it
-        gracefully, which lets asyncpg's cancel request stop the statement on the server first
-        (both need I/O, which a bare ``AsyncEngine.raw_connection()`` returned outside the
-        greenlet cannot do: it drops the socket and logs a ``MissingGreenlet`` traceback).
+        From a ``QueuePool`` (every async engine's default) the connection is checked out
+        bare (``AsyncEngine.raw_connection()``): no transaction of SQLAlchemy's is ever open
+        on it, so giving it back to a pool with room does no I/O and needs none of
+        SQLAlchemy's greenlet. Where the return would have to close it (an overflow
+        connection given back to a full pool), or after a failure that may have killed it, it
+        is closed here first, on the loop, with asyncpg's own ``close()`` (which lets the
+        cancel request of a cancelled statement reach the server and stop it there), and the
+        pool gets it back invalidated. Any other pool (``NullPool`` closes every connection on
+        its return) gets an ``AsyncConnection``, whose close runs inside the greenlet.
         """
+        assert self.engine is not None
+        pool = self.engine.sync_engine.pool
+        if not isinstance(pool, QueuePool):
+            return await self._on_driver_of_connection(sql, values)
+        checkout = time.perf_counter()
+        raw = await self.engine.raw_connection()
+        _report_wait(checkout)
+        driver: Any = raw.driver_connection
+        try:
+            rows: Rows = await driver.fetch(sql, *values)
+        except BaseException as exc:
+            await _finish(_give_back(raw, driver, pool, failure=exc))
+            raise
+        if _has_room(pool):
+            raw.close()  # into the pool's queue: no I/O
+        else:
+            await _finish(_give_back(raw, driver, pool, failure=None))
+        return rows
+
+    async def _on_driver_of_connection(self, sql: str, values: tuple[Any, ...]) -> Rows:
+        """:meth:`_on_driver` for pools other than ``QueuePool``: the asyncpg connection under
+        an ``AsyncConnection`` at the engine's own isolation level (SQLAlchemy begins nothing
+        on it, as it executes nothing), closed or invalidated inside the greenlet."""
         assert self.engine is not None
         checkout = time.perf_counter()
         conn = await self.engine.connect()
@@ -497,6 +519,53 @@ async def _release_after_failure(conn: AsyncConnection, exc: BaseException) -> N
         except asyncio.CancelledError:
             cancelled = True
     if cancelled and not isinstance(exc, asyncio.CancelledError):
+        raise asyncio.CancelledError()
+
+
+def _has_room(pool: QueuePool) -> bool:
+    """Whether a connection given back now stays in the pool (its queue is not full; a
+    ``pool_size`` of 0 means no limit), so that the return does no I/O."""
+    size = pool.size()
+    return size <= 0 or pool.checkedin() < size
+
+
+async def _give_back(
+    raw: PoolProxiedConnection, driver: Any, pool: QueuePool, failure: BaseException | None
+) -> None:
+    """Return a bare pooled connection whose return may need I/O (see ``Database._on_driver``).
+
+    After a failure that may have killed it, and whenever the pool has no room for it, the
+    asyncpg connection is closed here, gracefully (a cancelled statement's cancel request
+    goes out and is answered first; at most two seconds, as SQLAlchemy's own invalidation
+    allows), and the pool gets it back invalidated: it opens a new one when it needs one.
+    Otherwise it goes back as it is.
+    """
+    healthy = failure is None or not _connection_may_be_dead(failure)
+    if healthy and _has_room(pool):
+        raw.close()
+        return
+    try:
+        await driver.close(timeout=2)
+    except BaseException:
+        logger.debug("closing a connection gracefully failed; terminating it", exc_info=True)
+        driver.terminate()
+    raw.invalidate(failure if isinstance(failure, Exception) else None)
+    raw.close()
+
+
+async def _finish(work: Awaitable[None]) -> None:
+    """Run ``work`` to completion in a task of its own, even if the caller is cancelled
+    meanwhile (the cancellation is passed on once it is done)."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("giving a connection back failed", exc_info=task.exception())
+    if cancelled:
         raise asyncio.CancelledError()
 
 
