@@ -15,7 +15,7 @@ from sqlalchemy import event, text
 
 from langgraph_sqlalchemy import AsyncSQLAlchemySaver
 from langgraph_sqlalchemy.engine import create_engine
-from langgraph_sqlalchemy.errors import DatabaseError
+from langgraph_sqlalchemy.errors import DatabaseError, MigrationError
 
 
 def _checkpoint(values: dict[str, Any], versions: dict[str, Any] | None = None) -> Checkpoint:
@@ -151,3 +151,57 @@ async def test_a_cancelled_member_leaves_the_others_and_the_pool_intact(
             assert (await conn.execute(text("SELECT 1"))).scalar_one() == 1
     finally:
         await engine.dispose()
+
+
+async def test_writes_do_not_group_where_a_group_would_change_what_runs(
+    own_database: str,
+) -> None:
+    """A group sends SQL compiled once through ``exec_driver_sql``: it would ignore a
+    ``schema_translate_map`` (the writes would land in the untranslated tables) and fire no
+    ``before_execute`` / ``after_execute``. With either, every put runs on its own, where
+    the map applies and those listeners see it."""
+    base = create_engine(own_database, pool_size=1, max_overflow=0)
+    try:
+        async with base.begin() as conn:
+            await conn.execute(text("CREATE SCHEMA tenant"))
+        await AsyncSQLAlchemySaver(base).setup()
+        await AsyncSQLAlchemySaver(base, schema="tenant").setup()
+        tenant = base.execution_options(schema_translate_map={None: "tenant"})
+        saver = AsyncSQLAlchemySaver(tenant, group_commit=True)
+        results, executions = await _blocked_puts(saver, 6)
+        assert not [r for r in results if isinstance(r, BaseException)]
+        assert executions.seen == [(False, 1)] * 6
+        async with base.connect() as conn:
+            public = (await conn.execute(text("SELECT count(*) FROM public.checkpoints"))).scalar()
+            mapped = (await conn.execute(text("SELECT count(*) FROM tenant.checkpoints"))).scalar()
+        assert (public, mapped) == (0, 6)
+
+        watched = AsyncSQLAlchemySaver(base, group_commit=True)
+        seen: list[str] = []
+        event.listen(base.sync_engine, "before_execute", lambda *a: seen.append("x"))
+        results, executions = await _blocked_puts(watched, 6)
+        assert not [r for r in results if isinstance(r, BaseException)]
+        assert executions.seen == [(False, 1)] * 6
+        assert len(seen) == 6  # each put once (no other statement ran meanwhile)
+    finally:
+        await base.dispose()
+
+
+async def test_setup_through_a_schema_translate_map_says_how(own_database: str) -> None:
+    """The revisions' SQL names tables as text, which the map does not reach: setup() on a
+    mapped engine is refused with the way out, and once the schema is set up on the base
+    engine, setup() through the mapped one is a no-op."""
+    base = create_engine(own_database)
+    try:
+        async with base.begin() as conn:
+            await conn.execute(text("CREATE SCHEMA tenant"))
+        tenant = base.execution_options(schema_translate_map={None: "tenant"})
+        with pytest.raises(MigrationError, match=r"schema_translate_map.*schema='NAME'"):
+            await AsyncSQLAlchemySaver(tenant).setup()
+        await AsyncSQLAlchemySaver(base, schema="tenant").setup()
+        saver = AsyncSQLAlchemySaver(tenant)
+        await saver.setup()  # at head: nothing to run
+        stored = await saver.aput(_config("mapped"), _checkpoint({"n": 1}), {}, {})
+        assert await saver.aget_tuple(stored) is not None
+    finally:
+        await base.dispose()

@@ -4,7 +4,10 @@ connection modes and the sync twins. Runs on any PostgreSQL (no pgvector needed)
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -557,3 +560,25 @@ async def test_setup_without_pgvector_rights_names_the_fix(
                 await conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
         finally:
             await admin.dispose()
+
+
+async def test_a_dropped_store_is_freed_at_once_and_quietly(
+    engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No reference cycle keeps a store for the cycle collector, in whose pass LangGraph's
+    batching base class would destroy its pending batch task ("Task was destroyed but it is
+    pending!"); a store with its TTL sweeper started and stopped is freed the same way."""
+    for sweeper in (False, True):
+        store = AsyncSQLAlchemyStore(engine, ttl={"default_ttl": 1, "sweep_interval_minutes": 1})
+        await store.aput(("drop",), "k", {"v": 1})
+        assert await store.aget(("drop",), "k") is not None
+        if sweeper:
+            await store.start_ttl_sweeper()
+            assert await store.stop_ttl_sweeper(5)
+        alive = weakref.ref(store)
+        with caplog.at_level(logging.ERROR, logger="asyncio"):
+            del store
+            assert alive() is None  # freed by its reference count, no collection needed
+            gc.collect()
+            await asyncio.sleep(0)
+        assert not [r for r in caplog.records if "destroyed" in r.getMessage()]

@@ -127,6 +127,16 @@ def unobserved(engine: Engine) -> bool:
     return not (options.get("schema_translate_map") or options.get(OBSERVABLE_OPTION))
 
 
+def _groupable(engine: Engine) -> bool:
+    """Whether a write may go out in a group: the group sends the SQL compiled once with
+    ``exec_driver_sql``, which neither applies a ``schema_translate_map`` (the statement would
+    land in the untranslated tables) nor fires ``before_execute`` / ``after_execute``. With
+    either, the write runs on its own, as :meth:`BoundStatement.execute` runs it."""
+    if engine.get_execution_options().get("schema_translate_map"):
+        return False
+    return not (engine.dispatch.before_execute or engine.dispatch.after_execute)
+
+
 def _never_reached(pool: Pool) -> bool:
     """Whether no call of ours has reached this pool's server, and the pool holds no
     connection (a host that has been using the engine has, and then a refused connection
@@ -228,6 +238,7 @@ class Database:
             self.group_commit is not None
             and not statement.statement.returns_rows
             and self._autocommit_single_statements
+            and _groupable(self.engine.sync_engine)
             and (form := statement.driver_form(engine.dialect)) is not None
         ):
 

@@ -112,6 +112,17 @@ def _refuse_open_transaction(bind: AsyncEngine | AsyncConnection, what: str) -> 
         )
 
 
+def _translated_error(what: str) -> MigrationError:
+    # The revisions' own SQL (ALTER TABLE ..., CREATE INDEX ...) names tables as text, which a
+    # schema_translate_map does not reach: half of a migration would go elsewhere.
+    return MigrationError(
+        f"cannot {what} the schema through an engine with a schema_translate_map; run "
+        "setup() (or `langgraph-sqlalchemy upgrade --schema NAME`) on an engine without one, "
+        "with schema='NAME' for the schema the map points at; the saver and store then work "
+        "through the mapped engine"
+    )
+
+
 async def _run_locked(
     bind: AsyncEngine | AsyncConnection,
     schema: str | None,
@@ -121,6 +132,8 @@ async def _run_locked(
 ) -> None:
     _refuse_open_transaction(bind, what)
     engine = _engine_of(bind)
+    if engine.get_execution_options().get("schema_translate_map"):
+        raise _translated_error(what)
     def stuck(timeout: float) -> MigrationError:
         return MigrationError(
             f"another process held the migration lock for over {timeout:.0f}s; "
@@ -164,6 +177,8 @@ async def upgrade(
             if await _already_at_head(bind, schema):
                 return
         except Exception as exc:
+            if _engine_of(bind).get_execution_options().get("schema_translate_map"):
+                raise _translated_error("upgrade") from exc
             if is_driver_error(exc) and is_transient(exc):
                 # Most often a server that is not running or a wrong address: the error users
                 # of every other call get for it, naming where we tried.

@@ -19,7 +19,16 @@ import asyncio
 import contextvars
 import math
 import uuid
-from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping, Sequence
+import weakref
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Hashable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -234,7 +243,11 @@ class AsyncSQLAlchemyStore(AsyncBatchedBaseStore):
         self._current_index()
         # Upstream exposes the loop it was created on; the batched calls run there.
         self.loop = asyncio.get_running_loop()
-        self._sweeper = TTLSweeper(self.sweep_ttl)
+        # Through a weak reference: a bound method here would make the store part of a
+        # reference cycle, freed only by the cycle collector, which LangGraph's batching base
+        # class does not survive quietly (its batch task is cancelled in __del__ and destroyed
+        # pending in the same collection: "Task was destroyed but it is pending!").
+        self._sweeper = TTLSweeper(_weak_sweep(self))
         # Tracing contexts of callers whose ops wait for the batch task (see telemetry).
         self._callers = WaitingCallers()
         # The batching base class starts its batch task here; in an empty context, so that
@@ -788,3 +801,15 @@ def _to_search_item(row: ItemRow) -> SearchItem:
         updated_at=row.updated_at,
         score=row.score,
     )
+
+
+def _weak_sweep(store: AsyncSQLAlchemyStore) -> Callable[[], Awaitable[int]]:
+    """``store.sweep_ttl`` without a strong reference to the store (see its ``__init__``).
+    A running sweeper keeps its store alive as long as a sweep runs, not between sweeps."""
+    method = weakref.WeakMethod(store.sweep_ttl)
+
+    async def sweep() -> int:
+        bound = method()
+        return 0 if bound is None else await bound()
+
+    return sweep
