@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import re
 import tempfile
 import uuid
@@ -44,6 +45,7 @@ from checkpoint_factory import checkpoint
 from langgraph_sqlalchemy import (
     AsyncSQLAlchemySaver,
     AsyncSQLAlchemyStore,
+    DatabaseError,
     DatabaseUnavailableError,
 )
 from langgraph_sqlalchemy.checkpoint.repository import ListFilter, repository_for
@@ -787,3 +789,22 @@ async def test_with_a_schema_translate_map_the_statement_runs_as_sqlalchemy_rend
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", record)
         await engine.dispose()
+
+
+@pytest.mark.parametrize("path", ["shortcut", "observable"])
+async def test_a_failed_statement_reads_the_same_on_both_paths(
+    plain: AsyncEngine, path: str
+) -> None:
+    """Whether an APM agent watches the engine or not, a statement the server refuses gives
+    one message, with asyncpg's exception as ``__cause__``."""
+    engine = plain.execution_options(**{OBSERVABLE_OPTION: path == "observable"})
+    assert unobserved(engine.sync_engine) is (path == "shortcut")
+    saver = AsyncSQLAlchemySaver(engine)
+    await saver.setup()
+    too_long = os.urandom(3000).hex()  # incompressible: its index row is over btree's limit
+    with pytest.raises(DatabaseError) as raised:
+        await saver.aput(cfg(too_long), checkpoint({"a": 1}), {}, {"a": 1})
+    message = str(raised.value)
+    assert message.startswith("aput failed (54000): ProgramLimitExceededError: "), message
+    cause = raised.value.__cause__
+    assert cause is not None and type(cause).__module__.startswith("asyncpg"), repr(cause)

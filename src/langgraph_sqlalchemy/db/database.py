@@ -44,6 +44,7 @@ from ..errors import DatabaseError, DatabaseUnavailableError, LangGraphSQLAlchem
 from .errors import (
     UNKNOWN_PREPARED_STATEMENT,
     describe,
+    driver_exception,
     is_driver_error,
     is_transient,
     sqlstate,
@@ -312,7 +313,7 @@ class Database:
         except Exception as exc:
             if not is_driver_error(exc):
                 raise
-            raise translate(exc, op) from exc
+            raise translate(exc, op) from driver_exception(exc)
 
     # --- engine-bound calls ---------------------------------------------------------------
 
@@ -347,7 +348,7 @@ class Database:
                 if direct and not is_transient(exc):
                     # Failed on a healthy connection (bad data, a constraint): the driver's
                     # verdict is final, and the statement is not sent a second time.
-                    raise translate(exc, op) from exc
+                    raise translate(exc, op) from driver_exception(exc)
                 await self._retry_or_raise(exc, op, attempt, started)
                 continue
             _REACHED.add(self.engine.sync_engine.pool)
@@ -445,7 +446,7 @@ class Database:
         """After attempt ``attempt`` failed with ``exc``: wait before the next one, or raise."""
         assert self.engine is not None
         if not is_transient(exc):
-            raise translate(exc, op) from exc
+            raise translate(exc, op) from driver_exception(exc)
         first_contact = _never_reached(self.engine.sync_engine.pool)
         if first_contact:
             # Never reached in this process: most likely a wrong address or a server that is
@@ -463,7 +464,7 @@ class Database:
                     "socket path right?"
                 ) from exc
         elif attempt >= self.retry.max_attempts:
-            raise translate(exc, op, exhausted=True) from exc
+            raise translate(exc, op, exhausted=True) from driver_exception(exc)
         else:
             delay = self.retry.backoff(attempt)
         logger.warning(
@@ -498,7 +499,7 @@ class Database:
             except Exception as exc:
                 if not is_driver_error(exc):
                     raise
-                raise translate(exc, op) from exc
+                raise translate(exc, op) from driver_exception(exc)
 
 
 async def _release_after_failure(conn: AsyncConnection, exc: BaseException) -> None:

@@ -19,6 +19,7 @@ __all__ = [
     "UNDEFINED_TABLE",
     "UNKNOWN_PREPARED_STATEMENT",
     "describe",
+    "driver_exception",
     "is_driver_error",
     "is_transient",
     "sqlstate",
@@ -126,15 +127,26 @@ def is_transient(exc: BaseException) -> bool:
     return _from_asyncpg(exc) and _mentions_lost_connection(exc)
 
 
+def driver_exception(exc: BaseException) -> BaseException:
+    """asyncpg's own exception behind ``exc``, whichever way the statement went: under
+    SQLAlchemy's ``DBAPIError`` sits its asyncpg adapter's PEP 249 exception, raised from
+    asyncpg's; on the driver shortcut asyncpg's comes as it is. ``exc`` itself when there is
+    no driver exception behind it (a socket error, a pool timeout)."""
+    current = exc
+    while isinstance(current, sa_exc.StatementError) and current.orig is not None:
+        current = current.orig
+    cause = current.__cause__
+    if cause is not None and _from_asyncpg(cause):
+        return cause
+    return current
+
+
 def describe(exc: BaseException) -> str:
     """The driver's message without SQLAlchemy's ``[SQL: ...] [parameters: ...]`` suffix:
     parameters are user data (checkpoint blobs, store values) and may be megabytes long."""
-    if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
-        return describe(exc.orig)
-    if isinstance(exc, sa_exc.StatementError) and exc.orig is not None:
-        return describe(exc.orig)
-    detail = str(exc).strip()
-    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    found = driver_exception(exc)
+    detail = str(found).strip()
+    return f"{type(found).__name__}: {detail}" if detail else type(found).__name__
 
 
 def translate(
