@@ -24,7 +24,7 @@ import pytest
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.types import Command
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from graphs import build_delta_graph, build_linear_graph, build_subgraph_graph
 from langgraph_sqlalchemy import AsyncSQLAlchemySaver, InvalidInputError, migrations
@@ -565,6 +565,16 @@ async def test_keep_latest_counts_only_the_threads_it_pruned(engine: AsyncEngine
     assert await rows_of(engine, "single") == single
 
 
+async def put_in_open_transaction(conn: AsyncConnection, thread: str) -> None:
+    """A new checkpoint of ``thread`` put in a transaction begun on ``conn`` and left open
+    (the caller commits it)."""
+    await conn.begin()
+    writer = AsyncSQLAlchemySaver(conn)
+    latest = await writer.aget_tuple(run(thread, checkpoint_ns=""))
+    assert latest is not None
+    await writer.aput(latest.config, checkpoint({"step": 3}), {"step": 3}, {})
+
+
 async def test_keep_latest_passes_by_a_thread_being_written_without_counting_it(
     engine: AsyncEngine,
 ) -> None:
@@ -572,11 +582,7 @@ async def test_keep_latest_passes_by_a_thread_being_written_without_counting_it(
     await write_threads(sweeper, ["busy", "idle"])
     await age(engine)
     async with engine.connect() as conn:
-        await conn.begin()
-        writer = AsyncSQLAlchemySaver(conn)
-        latest = await writer.aget_tuple(run("busy", checkpoint_ns=""))
-        assert latest is not None
-        await writer.aput(latest.config, checkpoint({"step": 3}), {"step": 3}, {})
+        await put_in_open_transaction(conn, "busy")
 
         assert await asyncio.wait_for(sweeper.asweep_ttl(), 30) == 1
 
@@ -622,11 +628,7 @@ async def test_a_write_in_flight_keeps_its_thread(engine: AsyncEngine) -> None:
     await write_threads(sweeper, ["busy", "idle"])
     await age(engine)
     async with engine.connect() as conn:
-        await conn.begin()
-        writer = AsyncSQLAlchemySaver(conn)
-        latest = await writer.aget_tuple(run("busy", checkpoint_ns=""))
-        assert latest is not None
-        await writer.aput(latest.config, checkpoint({"step": 3}), {"step": 3}, {})
+        await put_in_open_transaction(conn, "busy")
 
         assert await asyncio.wait_for(sweeper.asweep_ttl(), 30) == 1
 

@@ -405,7 +405,10 @@ class Database:
         try:
             rows: Rows = await driver.fetch(sql, *values)
         except BaseException as exc:
-            await _finish(_give_back(raw, driver, pool, failure=exc))
+            await _finish(
+                _give_back(raw, driver, pool, failure=exc),
+                pass_on_cancel=not isinstance(exc, asyncio.CancelledError),
+            )
             raise
         if _has_room(pool):
             raw.close()  # into the pool's queue: no I/O
@@ -523,15 +526,8 @@ async def _release_after_failure(conn: AsyncConnection, exc: BaseException) -> N
             except Exception:
                 logger.debug("invalidating it failed too", exc_info=True)
 
-    task = asyncio.ensure_future(release())
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            cancelled = True
-    if cancelled and not isinstance(exc, asyncio.CancelledError):
-        raise asyncio.CancelledError()
+    # A caller cancelled in the first place re-raises that cancellation itself.
+    await _finish(release(), pass_on_cancel=not isinstance(exc, asyncio.CancelledError))
 
 
 def _has_room(pool: QueuePool) -> bool:
@@ -565,9 +561,10 @@ async def _give_back(
     raw.close()
 
 
-async def _finish(work: Awaitable[None]) -> None:
+async def _finish(work: Awaitable[None], *, pass_on_cancel: bool = True) -> None:
     """Run ``work`` to completion in a task of its own, even if the caller is cancelled
-    meanwhile (the cancellation is passed on once it is done)."""
+    meanwhile; that cancellation is raised once it is done (unless ``pass_on_cancel`` is
+    False: the caller is already on its way out with one)."""
     task = asyncio.ensure_future(work)
     cancelled = False
     while not task.done():
@@ -577,7 +574,7 @@ async def _finish(work: Awaitable[None]) -> None:
             cancelled = True
     if not task.cancelled() and task.exception() is not None:
         logger.debug("giving a connection back failed", exc_info=task.exception())
-    if cancelled:
+    if cancelled and pass_on_cancel:
         raise asyncio.CancelledError()
 
 
