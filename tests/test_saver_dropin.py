@@ -218,7 +218,16 @@ CASES = [
     Case("lone surrogate in a channel value", put_channels({"c": LONE}), STORED),
     Case("NUL in a channel value", put_channels({"c": "a\x00b"}), STORED),
     Case("NaN channel value", put_channels({"c": math.nan}), STORED),
+    # Versions: LangGraph passes back what get_next_version gave; anything else fails alike.
+    Case("next version after a float", lambda s: _now(s.get_next_version, 3.0, None)),
+    Case("next version after bytes", lambda s: _now(s.get_next_version, b"3.5", None)),
+    Case("next version after a non-numeric str", lambda s: _now(s.get_next_version, "x.5", None)),
+    Case("next version after an int", lambda s: _now(s.get_next_version, 3, None)),
 ]
+
+
+async def _now(function: Callable[..., Any], *args: Any) -> Any:
+    return function(*args)
 
 
 async def _delta_history_of_a_checkpoint(saver: AnySaver, channel: str) -> Any:

@@ -572,14 +572,15 @@ class AsyncSQLAlchemySaver(BaseCheckpointSaver[str]):
     def get_next_version(self, current: str | None, channel: None) -> str:
         """``<32-digit counter>.<random fraction>``; string order is numeric order.
 
-        Legacy integer versions (older checkpoints) are accepted as ``current``.
+        Legacy integer versions (older checkpoints) are accepted as ``current``. Anything else
+        fails as upstream's does (a float has no ``split``: AttributeError).
         """
         if current is None:
             counter = 0
         elif isinstance(current, int):
             counter = current
         else:
-            counter = int(str(current).split(".")[0])
+            counter = int(current.split(".")[0])
         return f"{counter + 1:032}.{random.random():016}"
 
     # --- sync twins (for worker threads) ---------------------------------------------------------
