@@ -39,6 +39,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    Update,
     and_,
     bindparam,
     case,
@@ -350,7 +351,7 @@ class ActivityStatements:
 
     # (Statements on the table itself cannot name a parameter after one of its columns.)
 
-    def move_to_cutoff(self) -> Any:
+    def move_to_cutoff(self) -> Update:
         """``:thread`` found written after all: not due again until ``:cutoff`` is old."""
         a = self.activity
         return (
@@ -359,7 +360,7 @@ class ActivityStatements:
             .values(last_activity=bindparam("cutoff", type_=_TIMESTAMP))
         )
 
-    def mark_pruned(self) -> Any:
+    def mark_pruned(self) -> Update:
         """``:thread`` pruned (or refused) at ``:now``: not due again for one TTL."""
         a = self.activity
         return (
@@ -370,7 +371,7 @@ class ActivityStatements:
 
     # --- what a sweep would do (dry run) ---------------------------------------------------------
 
-    def sweep_candidates(self, *, with_untracked: bool, keep_latest: bool) -> Any:
+    def sweep_candidates(self, *, with_untracked: bool, keep_latest: bool) -> Select[Any]:
         """Every thread a sweep at ``:now`` would look at, in the order it would, with whether
         it would go: rows of (thread id, goes).
 
