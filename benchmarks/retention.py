@@ -288,8 +288,9 @@ class LockWaits:
     session holds, which is how a sweep could stall a write), per phase.
 
     Wall latencies on a small machine mostly measure CPU scheduling (the longest write before
-    the sweep starts is as long as during it); this measures what the sweep could cause: a
-    write waiting for the sweep's locks. Sampling sees waits longer than about one interval.
+    the sweep starts is often longer than a sweep batch too); this measures what the sweep
+    could cause: a write waiting for the sweep's locks, told apart by the blocking session's
+    ``application_name``. Sampling sees waits longer than about one interval.
     """
 
     engine: AsyncEngine
