@@ -437,6 +437,13 @@ async def where_psycopg_lands(conn_string: str) -> tuple[Any, ...]:
         return tuple(row)
 
 
+async def lands_like_psycopg(conn_string: str) -> tuple[Any, ...]:
+    """Where our engine lands for ``conn_string``, checked to be where psycopg lands."""
+    landed = await where_we_land(conn_string)
+    assert landed == await where_psycopg_lands(conn_string), conn_string
+    return landed
+
+
 async def server_endpoint(database_url: str) -> tuple[str, str, str | None]:
     """(user, the server's port, a socket directory of it or None), read from the server."""
     engine = create_engine(database_url)
@@ -481,14 +488,12 @@ async def test_a_service_reaches_its_database(
     )
     service_env.setenv("PGSERVICEFILE", str(path))
     for conn_string in ["postgresql:///?service=audit", "service=audit"]:
-        landed = await where_we_land(conn_string)
+        landed = await lands_like_psycopg(conn_string)
         assert landed[:2] == (database, user), conn_string
-        assert landed == await where_psycopg_lands(conn_string), conn_string
     # Explicit parts win over the service's, for us as for psycopg.
     for conn_string in ["postgresql:///postgres?service=audit", "service=audit dbname=postgres"]:
-        landed = await where_we_land(conn_string)
+        landed = await lands_like_psycopg(conn_string)
         assert landed[0] == "postgres"
-        assert landed == await where_psycopg_lands(conn_string)
     # The classes take it too, and PGSERVICE stands in for a service the string does not name.
     service_env.setenv("PGSERVICE", "audit")
     async with AsyncSQLAlchemySaver.from_conn_string("postgresql://") as saver:
@@ -505,9 +510,8 @@ async def test_a_percent_encoded_socket_directory_is_the_host(database_url: str)
     # The brief's exact form when the server runs on the default port.
     port_part = "" if port == "5432" else f":{port}"
     conn_string = f"postgresql://{user}@{quote(socket_dir, safe='')}{port_part}/{database}"
-    landed = await where_we_land(conn_string)
+    landed = await lands_like_psycopg(conn_string)
     assert landed[:3] == (database, user, True)
-    assert landed == await where_psycopg_lands(conn_string)
 
 
 async def test_several_hosts_in_a_uri_are_tried_in_order(database_url: str) -> None:
@@ -515,18 +519,16 @@ async def test_several_hosts_in_a_uri_are_tried_in_order(database_url: str) -> N
     database = make_url(database_url).database
     # Nothing listens on port 1: the first host refuses, the second is the server.
     conn_string = f"postgresql://{user}@127.0.0.1:1,{authority(database_url, port)}/{database}"
-    landed = await where_we_land(conn_string)
+    landed = await lands_like_psycopg(conn_string)
     assert landed[:2] == (database, user)
-    assert landed == await where_psycopg_lands(conn_string)
 
 
 async def test_dbname_in_the_query_names_the_database(database_url: str) -> None:
     user, port, _ = await server_endpoint(database_url)
     database = make_url(database_url).database
     conn_string = f"postgresql://{user}@{authority(database_url, port)}/?dbname={database}"
-    landed = await where_we_land(conn_string)
+    landed = await lands_like_psycopg(conn_string)
     assert landed[:2] == (database, user)
-    assert landed == await where_psycopg_lands(conn_string)
     # The query wins over the path, as in libpq.
     overridden = f"postgresql://{user}@{authority(database_url, port)}/postgres?dbname={database}"
     assert (await where_we_land(overridden))[0] == database
